@@ -14,3 +14,7 @@
 pub mod event;
 pub mod generate;
 pub mod time;
+pub mod config;
+pub mod engine;
+pub mod funnel;
+pub mod summary;

@@ -1,0 +1,187 @@
+//! Accounts and their ordered touches, and the bookkeeping that keeps the funnel counters
+//! equal to "every journey of every account, decided at the current watermark".
+//!
+//! The invariant: `stats` always equals the sum over accounts of their journeys' contributions
+//! at the current watermark. A new touch changes only the journey it lands in and the ones
+//! after it (earlier journeys already have a later journey, so their outcomes are final), so
+//! an insert takes back the contribution of that suffix, inserts, and adds it again. The
+//! passing of time changes only an account's last journey per funnel, at a deadline the
+//! account registers in a timer queue.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use super::store::{Interner, StrArena};
+use crate::funnel::journey::{self, Journey};
+use crate::funnel::stats::FunnelStats;
+use crate::funnel::{Funnels, Touch};
+use crate::time::Millis;
+
+#[derive(Debug, Default)]
+struct Account {
+    touches: Vec<Touch>,
+    /// A timer for this account is queued at this watermark value (`Millis::MAX`: none).
+    next_check: Millis,
+}
+
+/// What the account bookkeeping needs from the rest of the engine.
+pub struct Context<'a> {
+    pub funnels: &'a Funnels,
+    pub arena: &'a StrArena,
+    pub stats: &'a mut [FunnelStats],
+    pub watermark: Millis,
+}
+
+#[derive(Debug, Default)]
+pub struct Accounts {
+    names: Interner,
+    accounts: Vec<Account>,
+    timers: BinaryHeap<Reverse<(Millis, u32)>>,
+}
+
+impl Accounts {
+    pub fn intern(&mut self, arena: &mut StrArena, name: &[u8]) -> u32 {
+        let (i, new) = self.names.intern(arena, name);
+        if new {
+            self.accounts.push(Account {
+                touches: Vec::new(),
+                next_check: Millis::MAX,
+            });
+        }
+        i
+    }
+
+    pub fn find(&self, arena: &StrArena, name: &[u8]) -> Option<u32> {
+        self.names.get(arena, name)
+    }
+
+    pub fn name<'a>(&self, arena: &'a StrArena, account: u32) -> &'a str {
+        self.names.name(arena, account)
+    }
+
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    pub fn touches(&self, account: u32) -> &[Touch] {
+        &self.accounts[account as usize].touches
+    }
+
+    /// Adds a touch to an account's journeys, keeping the counters exact.
+    pub fn insert(&mut self, account: u32, touch: Touch, cx: &mut Context<'_>) {
+        let touches = &mut self.accounts[account as usize].touches;
+        let at = insert_position(touches, touch, cx.arena);
+        let mut deadline = Millis::MAX;
+        // Start of the journey holding the touch before the new one, per funnel: everything
+        // earlier is unaffected.
+        let from: Vec<usize> = (0..cx.funnels.len())
+            .map(|f| if at == 0 { 0 } else { journey::journey_start(touches, at - 1, f) })
+            .collect();
+        for (f, &from) in from.iter().enumerate() {
+            let stats = &mut cx.stats[f];
+            let funnel = &cx.funnels.funnels[f];
+            journey::walk(touches, from, f, cx.funnels, false, |j, later| {
+                stats.add(j, funnel, cx.watermark, later, -1)
+            });
+        }
+        if touches.len() == touches.capacity() {
+            // Grow by half rather than double: most accounts have a handful of touches, and
+            // memory per touch is a headline figure.
+            touches.reserve_exact((touches.len() / 2).max(2));
+        }
+        touches.insert(at, touch);
+        for (f, &from) in from.iter().enumerate() {
+            let stats = &mut cx.stats[f];
+            let funnel = &cx.funnels.funnels[f];
+            journey::walk(touches, from, f, cx.funnels, true, |j, later| {
+                stats.add(j, funnel, cx.watermark, later, 1);
+                if !later {
+                    deadline = deadline.min(j.deadline(funnel, cx.watermark).unwrap_or(Millis::MAX));
+                }
+            });
+        }
+        self.arm(account, deadline);
+    }
+
+    /// Queues a check of `account` at `deadline` unless an earlier one is queued already.
+    fn arm(&mut self, account: u32, deadline: Millis) {
+        let next = &mut self.accounts[account as usize].next_check;
+        if deadline < *next {
+            *next = deadline;
+            self.timers.push(Reverse((deadline, account)));
+        }
+    }
+
+    /// Moves the counters from watermark `from` to watermark `to` (`to >= from`): every
+    /// account whose last journeys have a deadline before `to` is decided again.
+    pub fn advance(&mut self, from: Millis, to: Millis, cx: &mut Context<'_>) {
+        while let Some(&Reverse((deadline, account))) = self.timers.peek() {
+            if to <= deadline {
+                break;
+            }
+            self.timers.pop();
+            let state = &mut self.accounts[account as usize];
+            if state.next_check != deadline {
+                continue; // superseded by an earlier timer that already ran
+            }
+            state.next_check = Millis::MAX;
+            let touches = &mut state.touches;
+            let mut next = Millis::MAX;
+            for f in 0..cx.funnels.len() {
+                let funnel = &cx.funnels.funnels[f];
+                let start = journey::journey_start(touches, touches.len() - 1, f);
+                let stats = &mut cx.stats[f];
+                journey::walk(touches, start, f, cx.funnels, false, |j, later| {
+                    stats.add(j, funnel, from, later, -1);
+                    stats.add(j, funnel, to, later, 1);
+                    if !later {
+                        next = next.min(j.deadline(funnel, to).unwrap_or(Millis::MAX));
+                    }
+                });
+            }
+            self.arm(account, next);
+        }
+    }
+
+    /// Visits every journey of every account in funnel `f` (for recomputing from scratch).
+    pub fn for_each_journey(&mut self, f: usize, funnels: &Funnels, mut visit: impl FnMut(u32, &Journey, bool)) {
+        for (i, account) in self.accounts.iter_mut().enumerate() {
+            journey::walk(&mut account.touches, 0, f, funnels, false, |j, later| visit(i as u32, j, later));
+        }
+    }
+
+    pub fn touch_count(&self) -> usize {
+        self.accounts.iter().map(|a| a.touches.len()).sum()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.names.heap_bytes()
+            + self.accounts.capacity() * size_of::<Account>()
+            + self
+                .accounts
+                .iter()
+                .map(|a| a.touches.capacity() * size_of::<Touch>())
+                .sum::<usize>()
+            + self.timers.capacity() * 16
+    }
+}
+
+/// Touches are ordered by (`occurred_at`, `event_id` as bytes), SPEC §3.
+pub fn touch_order(a: &Touch, b: &Touch, arena: &StrArena) -> Ordering {
+    a.time
+        .cmp(&b.time)
+        .then_with(|| arena.get(a.id).cmp(arena.get(b.id)))
+}
+
+/// Where `touch` goes in the sorted `touches`; appending (the common case) is checked first.
+fn insert_position(touches: &[Touch], touch: Touch, arena: &StrArena) -> usize {
+    match touches.last() {
+        None => 0,
+        Some(last) if touch_order(last, &touch, arena) == Ordering::Less => touches.len(),
+        Some(_) => touches.partition_point(|t| touch_order(t, &touch, arena) == Ordering::Less),
+    }
+}

@@ -1,0 +1,310 @@
+//! Identity (SPEC §2): links between anonymous ids, contacts and accounts, and the touches
+//! that wait for an account.
+//!
+//! Links: `anonymous → contact`, `anonymous → account`, `contact → account`. Each anonymous or
+//! contact id keeps the first link of each kind it receives; a later one pointing elsewhere is
+//! a conflict (counted, ignored). A touch with no resolvable account waits here, registered on
+//! its contact and anonymous nodes, until a link resolves it or the watermark passes its event
+//! time plus `pending_ttl`.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+
+use foldhash::fast::RandomState;
+use hashbrown::HashMap;
+
+use super::store::{Interner, StrArena};
+use crate::funnel::Touch;
+use crate::time::Millis;
+
+const NONE: u32 = u32::MAX;
+
+/// A node waiting touches can be registered on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Node {
+    Contact(u32),
+    Anon(u32),
+}
+
+/// The ids an event carries, interned: account index, contact node, anonymous node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Ids {
+    pub account: Option<u32>,
+    pub contact: Option<u32>,
+    pub anon: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    touch: Touch,
+    contact: u32,
+    anon: u32,
+    /// Bumped whenever the slot is freed, so stale references in the other node's list and in
+    /// the expiry queue are recognised.
+    generation: u32,
+    live: bool,
+}
+
+#[derive(Debug)]
+pub struct Identity {
+    pending_ttl: Millis,
+    contacts: Interner,
+    contact_account: Vec<u32>,
+    anons: Interner,
+    anon_contact: Vec<u32>,
+    anon_account: Vec<u32>,
+    slots: Vec<Waiting>,
+    free: Vec<u32>,
+    live: usize,
+    waiting_on: HashMap<Node, Vec<(u32, u32)>, RandomState>,
+    /// Anonymous ids with waiting touches whose contact has no account yet, by that contact.
+    anons_by_contact: HashMap<u32, Vec<u32>, RandomState>,
+    expiry: BinaryHeap<Reverse<(Millis, u32, u32)>>,
+    pub conflicts: u64,
+    pub unresolved: u64,
+}
+
+impl Identity {
+    pub fn new(pending_ttl: Millis) -> Identity {
+        Identity {
+            pending_ttl,
+            contacts: Interner::default(),
+            contact_account: Vec::new(),
+            anons: Interner::default(),
+            anon_contact: Vec::new(),
+            anon_account: Vec::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            waiting_on: HashMap::default(),
+            anons_by_contact: HashMap::default(),
+            expiry: BinaryHeap::new(),
+            conflicts: 0,
+            unresolved: 0,
+        }
+    }
+
+    pub fn contact(&mut self, arena: &mut StrArena, id: &[u8]) -> u32 {
+        let (i, new) = self.contacts.intern(arena, id);
+        if new {
+            self.contact_account.push(NONE);
+        }
+        i
+    }
+
+    pub fn anon(&mut self, arena: &mut StrArena, id: &[u8]) -> u32 {
+        let (i, new) = self.anons.intern(arena, id);
+        if new {
+            self.anon_contact.push(NONE);
+            self.anon_account.push(NONE);
+        }
+        i
+    }
+
+    /// Records the links an accepted event carries and pushes onto `joined` every waiting
+    /// touch they resolve, with its account.
+    pub fn link(&mut self, ids: Ids, joined: &mut Vec<(u32, Touch)>) {
+        if let (Some(anon), Some(contact)) = (ids.anon, ids.contact) {
+            if self.set_link(LinkKind::AnonContact, anon, contact) && self.anon_account[anon as usize] == NONE {
+                if self.contact_account[contact as usize] != NONE {
+                    self.release(Node::Anon(anon), joined);
+                } else if self.waiting_on.contains_key(&Node::Anon(anon)) {
+                    self.anons_by_contact.entry(contact).or_default().push(anon);
+                }
+            }
+        }
+        if let (Some(anon), Some(account)) = (ids.anon, ids.account) {
+            if self.set_link(LinkKind::AnonAccount, anon, account) {
+                self.release(Node::Anon(anon), joined);
+            }
+        }
+        if let (Some(contact), Some(account)) = (ids.contact, ids.account) {
+            if self.set_link(LinkKind::ContactAccount, contact, account) {
+                self.release(Node::Contact(contact), joined);
+                for anon in self.anons_by_contact.remove(&contact).unwrap_or_default() {
+                    self.release(Node::Anon(anon), joined);
+                }
+            }
+        }
+    }
+
+    /// Sets a link unless one of that kind exists; returns whether it was new. A different
+    /// existing link makes this one a conflict.
+    fn set_link(&mut self, kind: LinkKind, from: u32, to: u32) -> bool {
+        let slot = match kind {
+            LinkKind::AnonContact => &mut self.anon_contact[from as usize],
+            LinkKind::AnonAccount => &mut self.anon_account[from as usize],
+            LinkKind::ContactAccount => &mut self.contact_account[from as usize],
+        };
+        if *slot == NONE {
+            *slot = to;
+            true
+        } else {
+            if *slot != to {
+                self.conflicts += 1;
+            }
+            false
+        }
+    }
+
+    /// The account a touch with these ids belongs to (SPEC §2): its `account_id`; else its
+    /// contact's linked account; else its anonymous id's linked account, directly or through
+    /// a linked contact.
+    pub fn resolve(&self, ids: Ids) -> Option<u32> {
+        ids.account.or_else(|| self.resolve_waiting(ids.contact.unwrap_or(NONE), ids.anon.unwrap_or(NONE)))
+    }
+
+    fn resolve_waiting(&self, contact: u32, anon: u32) -> Option<u32> {
+        let of_contact = |c: u32| (c != NONE).then(|| self.contact_account[c as usize]).filter(|&a| a != NONE);
+        of_contact(contact).or_else(|| {
+            if anon == NONE {
+                return None;
+            }
+            let direct = self.anon_account[anon as usize];
+            if direct != NONE {
+                Some(direct)
+            } else {
+                of_contact(self.anon_contact[anon as usize])
+            }
+        })
+    }
+
+    /// Parks a touch that has no account yet.
+    pub fn wait(&mut self, touch: Touch, ids: Ids) {
+        let contact = ids.contact.unwrap_or(NONE);
+        let anon = ids.anon.unwrap_or(NONE);
+        let slot = match self.free.pop() {
+            Some(i) => {
+                let generation = self.slots[i as usize].generation;
+                self.slots[i as usize] = Waiting { touch, contact, anon, generation, live: true };
+                i
+            }
+            None => {
+                self.slots.push(Waiting { touch, contact, anon, generation: 0, live: true });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let generation = self.slots[slot as usize].generation;
+        self.live += 1;
+        if contact != NONE {
+            self.waiting_on.entry(Node::Contact(contact)).or_default().push((slot, generation));
+        }
+        if anon != NONE {
+            self.waiting_on.entry(Node::Anon(anon)).or_default().push((slot, generation));
+            let via = self.anon_contact[anon as usize];
+            if via != NONE && via != contact {
+                self.anons_by_contact.entry(via).or_default().push(anon);
+            }
+        }
+        let deadline = touch.time.saturating_add(self.pending_ttl);
+        self.expiry.push(Reverse((deadline, slot, generation)));
+    }
+
+    /// Moves the waiting touches of `node` that now resolve into `joined`.
+    fn release(&mut self, node: Node, joined: &mut Vec<(u32, Touch)>) {
+        let Some(list) = self.waiting_on.remove(&node) else {
+            return;
+        };
+        let mut still = Vec::new();
+        for (slot, generation) in list {
+            let waiting = self.slots[slot as usize];
+            if !waiting.live || waiting.generation != generation {
+                continue;
+            }
+            match self.resolve_waiting(waiting.contact, waiting.anon) {
+                Some(account) => {
+                    joined.push((account, waiting.touch));
+                    self.free_slot(slot);
+                }
+                None => still.push((slot, generation)),
+            }
+        }
+        if !still.is_empty() {
+            self.waiting_on.insert(node, still);
+        }
+    }
+
+    fn free_slot(&mut self, slot: u32) {
+        let waiting = &mut self.slots[slot as usize];
+        waiting.live = false;
+        waiting.generation = waiting.generation.wrapping_add(1);
+        self.free.push(slot);
+        self.live -= 1;
+    }
+
+    /// Gives up on waiting touches whose event time plus `pending_ttl` the watermark has
+    /// passed; returns how many.
+    pub fn expire(&mut self, watermark: Millis) -> u64 {
+        let mut expired = 0;
+        while let Some(&Reverse((deadline, slot, generation))) = self.expiry.peek() {
+            if watermark <= deadline {
+                break;
+            }
+            self.expiry.pop();
+            let waiting = self.slots[slot as usize];
+            if waiting.live && waiting.generation == generation {
+                self.free_slot(slot);
+                expired += 1;
+            }
+        }
+        self.unresolved += expired;
+        if expired > 0 && self.live == 0 {
+            // Everything that waited is gone: drop the registrations at once.
+            self.waiting_on.clear();
+            self.anons_by_contact.clear();
+        } else if expired > 0 {
+            self.compact();
+        }
+        expired
+    }
+
+    /// Drops stale registrations once they outnumber the live ones, so memory follows the
+    /// touches actually waiting.
+    fn compact(&mut self) {
+        let registered: usize = self.waiting_on.values().map(Vec::len).sum::<usize>();
+        if registered < 1024 || registered < 4 * self.live {
+            return;
+        }
+        let slots = &self.slots;
+        self.waiting_on.retain(|_, list| {
+            list.retain(|&(slot, generation)| {
+                let w = slots[slot as usize];
+                w.live && w.generation == generation
+            });
+            !list.is_empty()
+        });
+        let waiting_on = &self.waiting_on;
+        self.anons_by_contact.retain(|_, anons| {
+            anons.retain(|&a| waiting_on.contains_key(&Node::Anon(a)));
+            !anons.is_empty()
+        });
+    }
+
+    /// Touches waiting for an account now.
+    pub fn pending(&self) -> usize {
+        self.live
+    }
+
+    pub fn contact_count(&self) -> usize {
+        self.contacts.len()
+    }
+
+    pub fn anon_count(&self) -> usize {
+        self.anons.len()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.contacts.heap_bytes()
+            + self.anons.heap_bytes()
+            + (self.contact_account.capacity() + self.anon_account.capacity() + self.anon_contact.capacity()) * 4
+            + self.slots.capacity() * size_of::<Waiting>()
+            + self.expiry.capacity() * 16
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum LinkKind {
+    AnonContact,
+    AnonAccount,
+    ContactAccount,
+}

@@ -1,0 +1,259 @@
+//! The pure core (SPEC §1–§5.1): accepted events in, counters and journeys out.
+//!
+//! No I/O, no clocks, no globals. Replay and the live service feed the same [`Engine`]:
+//! [`Engine::apply`] for a decoded event, [`Engine::reject`] for a rejected message, and
+//! [`Engine::advance_watermark`] where the caller knows more about event time than the events
+//! themselves (end of input, idle partitions).
+
+pub(crate) mod accounts;
+mod dedup;
+mod identity;
+pub mod store;
+
+use crate::config::Config;
+use crate::event::{Event, EventType, RejectReason};
+use crate::funnel::stats::FunnelStats;
+use crate::funnel::{Funnels, Touch};
+use crate::summary::{self, Summary};
+use crate::time::Millis;
+
+use accounts::{Accounts, Context};
+use dedup::Dedup;
+use identity::{Identity, Ids};
+use store::StrArena;
+
+/// What became of an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Accepted; `late` when its event time was older than the watermark when it was read.
+    Accepted { late: bool },
+    Duplicate,
+}
+
+/// Event counters of the summary (SPEC §5.1).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub received: u64,
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub identify: u64,
+    pub late: u64,
+    pub rejected: [u64; 6],
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    funnels: Funnels,
+    allowed_lateness: Millis,
+    arena: StrArena,
+    dedup: Dedup,
+    identity: Identity,
+    accounts: Accounts,
+    stats: Vec<FunnelStats>,
+    counters: Counters,
+    /// Newest accepted event time; `None` before any.
+    newest: Option<Millis>,
+    /// `Millis::MIN` until the first accepted event.
+    watermark: Millis,
+    /// Scratch for touches that a link releases.
+    joined: Vec<(u32, Touch)>,
+}
+
+impl Engine {
+    pub fn new(config: &Config) -> Result<Engine, String> {
+        let funnels = Funnels::new(&config.funnels)?;
+        let stats = funnels.funnels.iter().map(FunnelStats::new).collect();
+        Ok(Engine {
+            funnels,
+            allowed_lateness: config.pipeline.allowed_lateness,
+            arena: StrArena::default(),
+            dedup: Dedup::new(config.pipeline.dedup_window),
+            identity: Identity::new(config.identity.pending_ttl),
+            accounts: Accounts::default(),
+            stats,
+            counters: Counters::default(),
+            newest: None,
+            watermark: Millis::MIN,
+            joined: Vec::new(),
+        })
+    }
+
+    /// Counts a rejected message (SPEC §1): it has no other effect.
+    pub fn reject(&mut self, reason: RejectReason) {
+        self.counters.received += 1;
+        self.counters.rejected[reason.index()] += 1;
+    }
+
+    /// Applies one accepted event, read after everything applied before it.
+    ///
+    /// The watermark in force while the event is read (for `late` and dedup) is the one before
+    /// it; then the event's time moves the watermark to `newest − allowed_lateness`.
+    pub fn apply(&mut self, event: &Event<'_>) -> Applied {
+        self.counters.received += 1;
+        let time = event.occurred_at;
+        let Some(id) = self
+            .dedup
+            .accept(&mut self.arena, event.event_id.as_bytes(), time, self.watermark)
+        else {
+            self.counters.duplicates += 1;
+            return Applied::Duplicate;
+        };
+        self.counters.accepted += 1;
+        let late = event.event_type == EventType::Touch && time < self.watermark;
+
+        let ids = self.intern_ids(event);
+        let mut joined = std::mem::take(&mut self.joined);
+        self.identity.link(ids, &mut joined);
+        for (account, touch) in joined.drain(..) {
+            self.insert_touch(account, touch);
+        }
+        self.joined = joined;
+
+        match event.event_type {
+            EventType::Identify => self.counters.identify += 1,
+            EventType::Touch => {
+                if late {
+                    self.counters.late += 1;
+                }
+                let touchpoint = event.touchpoint.as_deref().unwrap_or_default();
+                let kind = self.funnels.kind(touchpoint, event.stage.as_deref());
+                let online = event.channel == Some(crate::event::Channel::Online);
+                let touch = Touch::new(time, id, kind, online);
+                match self.identity.resolve(ids) {
+                    Some(account) => self.insert_touch(account, touch),
+                    None => self.identity.wait(touch, ids),
+                }
+            }
+        }
+
+        let newest = self.newest.map_or(time, |n| n.max(time));
+        self.newest = Some(newest);
+        self.advance_watermark(newest.saturating_sub(self.allowed_lateness));
+        Applied::Accepted { late }
+    }
+
+    fn intern_ids(&mut self, event: &Event<'_>) -> Ids {
+        let arena = &mut self.arena;
+        Ids {
+            account: event.account_id.as_deref().map(|a| self.accounts.intern(arena, a.as_bytes())),
+            contact: event.contact_id.as_deref().map(|c| self.identity.contact(arena, c.as_bytes())),
+            anon: event.anonymous_id.as_deref().map(|a| self.identity.anon(arena, a.as_bytes())),
+        }
+    }
+
+    fn insert_touch(&mut self, account: u32, touch: Touch) {
+        let mut cx = Context {
+            funnels: &self.funnels,
+            arena: &self.arena,
+            stats: &mut self.stats,
+            watermark: self.watermark,
+        };
+        self.accounts.insert(account, touch, &mut cx);
+    }
+
+    /// Moves the watermark forward to `to` (never back): open stages whose window or journey
+    /// timeout has passed become dropped, and waiting touches past `pending_ttl` are given up.
+    pub fn advance_watermark(&mut self, to: Millis) {
+        if to <= self.watermark {
+            return;
+        }
+        let from = self.watermark;
+        self.watermark = to;
+        let mut cx = Context {
+            funnels: &self.funnels,
+            arena: &self.arena,
+            stats: &mut self.stats,
+            watermark: to,
+        };
+        self.accounts.advance(from, to, &mut cx);
+        self.identity.expire(to);
+        self.dedup.purge(to);
+    }
+
+    /// End of a replay's input: the watermark becomes the newest accepted event time (SPEC §4).
+    pub fn finish(&mut self) {
+        if let Some(newest) = self.newest {
+            self.advance_watermark(newest);
+        }
+    }
+
+    /// The watermark, `None` before any accepted event.
+    pub fn watermark(&self) -> Option<Millis> {
+        (self.watermark != Millis::MIN).then_some(self.watermark)
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    pub fn funnels(&self) -> &Funnels {
+        &self.funnels
+    }
+
+    pub fn stats(&self) -> &[FunnelStats] {
+        &self.stats
+    }
+
+    /// The summary of SPEC §5.1 at the current watermark.
+    pub fn summary(&self) -> Summary {
+        summary::build(self.watermark(), &self.counters, self.identity.unresolved, self.identity.conflicts, &self.funnels, &self.stats)
+    }
+
+    /// The summary with outcomes decided at `watermark` instead (replay's `--watermark`).
+    /// Counts that depend on arrival (late, unresolved, duplicates) stay as they are.
+    pub fn summary_at(&mut self, watermark: Millis) -> Summary {
+        let stats = self.recompute_stats(watermark);
+        summary::build(Some(watermark), &self.counters, self.identity.unresolved, self.identity.conflicts, &self.funnels, &stats)
+    }
+
+    /// Funnel counters computed from scratch over every account at `watermark`: the slow,
+    /// obviously right way, used for `--watermark` and to check the incremental counters.
+    pub fn recompute_stats(&mut self, watermark: Millis) -> Vec<FunnelStats> {
+        let mut all = Vec::with_capacity(self.funnels.len());
+        for f in 0..self.funnels.len() {
+            let funnel = &self.funnels.funnels[f];
+            let mut stats = FunnelStats::new(funnel);
+            self.accounts
+                .for_each_journey(f, &self.funnels, |_, j, later| stats.add(j, funnel, watermark, later, 1));
+            all.push(stats);
+        }
+        all
+    }
+
+    /// Touches waiting for an account.
+    pub fn pending(&self) -> usize {
+        self.identity.pending()
+    }
+
+    /// Sizes of the state, for memory reports.
+    pub fn state_sizes(&self) -> StateSizes {
+        StateSizes {
+            accounts: self.accounts.len(),
+            touches: self.accounts.touch_count(),
+            pending: self.identity.pending(),
+            contacts: self.identity.contact_count(),
+            anonymous_ids: self.identity.anon_count(),
+            dedup_ids: self.dedup.len(),
+            heap_bytes: self.arena.heap_bytes()
+                + self.accounts.heap_bytes()
+                + self.identity.heap_bytes()
+                + self.dedup.heap_bytes(),
+        }
+    }
+}
+
+/// How much state the engine holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateSizes {
+    pub accounts: usize,
+    pub touches: usize,
+    pub pending: usize,
+    pub contacts: usize,
+    pub anonymous_ids: usize,
+    pub dedup_ids: usize,
+    /// Approximate heap bytes of the engine's own tables.
+    pub heap_bytes: usize,
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,223 @@
+//! Journeys and outcomes (SPEC §3): the one home of the rules that decide when a journey
+//! starts and ends, when a stage is entered, and whether it converted, dropped or is open.
+
+use super::{Funnel, Funnels, LOST, NO_STAGE, Touch};
+use crate::config::MAX_STAGES;
+use crate::time::Millis;
+
+/// How a journey ended, if it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// No touch closed it (it may still time out: see [`Journey::status`]).
+    Open,
+    /// A touch reached the last stage.
+    Won,
+    /// A lost touch closed it.
+    Lost,
+}
+
+/// A journey's state as the metrics see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Open,
+    Won,
+    Lost,
+    /// Timed out: more than `journey_timeout` passed after its last touch, by the watermark or
+    /// by a later touch that opened the next journey.
+    Expired,
+}
+
+/// Outcome of an entered stage other than the last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Converted to the next stage after this many milliseconds.
+    Converted(Millis),
+    Dropped,
+    Open,
+}
+
+/// One journey of one account in one funnel.
+#[derive(Debug, Clone)]
+pub struct Journey {
+    /// Index of its first touch in the account's touches, and one past its last.
+    pub first: usize,
+    pub end_index: usize,
+    pub first_time: Millis,
+    pub last_time: Millis,
+    /// How many stages were entered: stages `0..reached`.
+    pub reached: usize,
+    pub entered: [Millis; MAX_STAGES],
+    /// Index of the touch that entered each stage (the same touch for stages it hopped over).
+    pub entering_touch: [u32; MAX_STAGES],
+    /// Channel changes along the journey up to and including the entering touch.
+    pub turns_before: [u32; MAX_STAGES],
+    /// Bit s: the entering touch of stage s was online.
+    pub entered_online: u16,
+    pub end: End,
+    /// Channel changes along the whole journey so far.
+    pub turns: u32,
+    last_online: bool,
+}
+
+impl Journey {
+    fn start(index: usize, touch: Touch) -> Journey {
+        Journey {
+            first: index,
+            end_index: index,
+            first_time: touch.time,
+            last_time: touch.time,
+            reached: 0,
+            entered: [0; MAX_STAGES],
+            entering_touch: [0; MAX_STAGES],
+            turns_before: [0; MAX_STAGES],
+            entered_online: 0,
+            end: End::Open,
+            turns: 0,
+            last_online: touch.online(),
+        }
+    }
+
+    /// Whether `touch` opens a new journey after this one: when this one is closed, or when the
+    /// touch comes more than `journey_timeout` after its last touch (exactly the timeout stays).
+    fn is_followed_by(&self, touch: Touch, funnel: &Funnel) -> bool {
+        self.end != End::Open || touch.time - self.last_time > funnel.journey_timeout
+    }
+
+    /// Adds the next touch (in order) with its stage code in this funnel.
+    fn push(&mut self, index: usize, touch: Touch, code: u8, funnel: &Funnel) {
+        if index > self.first && touch.online() != self.last_online {
+            self.turns += 1;
+        }
+        self.last_online = touch.online();
+        self.last_time = touch.time;
+        self.end_index = index + 1;
+        match code {
+            LOST => self.end = End::Lost,
+            NO_STAGE => {}
+            stage => {
+                // Reaching a stage implies every earlier one (stage hopping fills the gaps);
+                // a touch at or below the highest stage reached changes nothing.
+                let stage = stage as usize;
+                for s in self.reached..=stage {
+                    self.entered[s] = touch.time;
+                    self.entering_touch[s] = index as u32;
+                    self.turns_before[s] = self.turns;
+                    if touch.online() {
+                        self.entered_online |= 1 << s;
+                    }
+                }
+                self.reached = self.reached.max(stage + 1);
+                if stage == funnel.last_stage() {
+                    self.end = End::Won;
+                }
+            }
+        }
+    }
+
+    /// Outcome of entered stage `s` (not the last) at `watermark`, SPEC §3:
+    /// converted if `s + 1` was entered within the window of `s`; else dropped if `s + 1` was
+    /// entered too late, the journey was lost, a later journey exists, the watermark is more
+    /// than the window past `entered[s]`, or more than `journey_timeout` past the last touch;
+    /// else open.
+    pub fn outcome(&self, s: usize, funnel: &Funnel, watermark: Millis, has_later: bool) -> Outcome {
+        debug_assert!(s < self.reached && s < funnel.last_stage());
+        let window = funnel.windows[s];
+        if s + 1 < self.reached {
+            let took = self.entered[s + 1] - self.entered[s];
+            return if took <= window {
+                Outcome::Converted(took)
+            } else {
+                Outcome::Dropped
+            };
+        }
+        if self.end == End::Lost
+            || has_later
+            || watermark > self.entered[s].saturating_add(window)
+            || watermark > self.last_time.saturating_add(funnel.journey_timeout)
+        {
+            Outcome::Dropped
+        } else {
+            Outcome::Open
+        }
+    }
+
+    pub fn status(&self, funnel: &Funnel, watermark: Millis, has_later: bool) -> Status {
+        match self.end {
+            End::Won => Status::Won,
+            End::Lost => Status::Lost,
+            End::Open
+                if has_later || watermark > self.last_time.saturating_add(funnel.journey_timeout) =>
+            {
+                Status::Expired
+            }
+            End::Open => Status::Open,
+        }
+    }
+
+    /// The earliest watermark value past which this journey (as the last one of its account)
+    /// changes by the passing of time alone, if any: its open stage drops when the watermark
+    /// passes the stage's window, and the journey expires past `journey_timeout`.
+    pub fn deadline(&self, funnel: &Funnel, watermark: Millis) -> Option<Millis> {
+        if self.end != End::Open {
+            return None;
+        }
+        let mut deadline = self.last_time.saturating_add(funnel.journey_timeout);
+        if (1..=funnel.last_stage()).contains(&self.reached) {
+            let s = self.reached - 1;
+            deadline = deadline.min(self.entered[s].saturating_add(funnel.windows[s]));
+        }
+        // Deadlines already passed have had their effect; the later one may still be ahead.
+        if deadline >= watermark {
+            Some(deadline)
+        } else {
+            let timeout = self.last_time.saturating_add(funnel.journey_timeout);
+            (timeout >= watermark).then_some(timeout)
+        }
+    }
+}
+
+/// Cuts `touches[from..]` into journeys of funnel `f` and calls `visit(journey, has_later)` for
+/// each, in order. `from` must be the first touch of a journey (or 0).
+///
+/// With `mark`, records which touches start a journey in their flags, so that a later change
+/// can find the start of the journey it affects without walking from the first touch.
+pub fn walk(
+    touches: &mut [Touch],
+    from: usize,
+    f: usize,
+    funnels: &Funnels,
+    mark: bool,
+    mut visit: impl FnMut(&Journey, bool),
+) {
+    let funnel = &funnels.funnels[f];
+    let mut current: Option<Journey> = None;
+    for (i, touch) in touches.iter_mut().enumerate().skip(from) {
+        let starts = match &current {
+            None => true,
+            Some(j) => j.is_followed_by(*touch, funnel),
+        };
+        if mark {
+            touch.set_starts_journey(f, starts);
+        }
+        if starts {
+            if let Some(previous) = current.take() {
+                visit(&previous, true);
+            }
+            current = Some(Journey::start(i, *touch));
+        }
+        let journey = current.as_mut().expect("a journey is open");
+        journey.push(i, *touch, funnels.code(touch.kind, f), funnel);
+    }
+    if let Some(last) = current {
+        visit(&last, false);
+    }
+}
+
+/// Index of the first touch of the journey of funnel `f` that contains `touches[at]`, from the
+/// marks left by [`walk`]; 0 for funnels that are not marked.
+pub fn journey_start(touches: &[Touch], at: usize, f: usize) -> usize {
+    if f >= super::MARKED_FUNNELS {
+        return 0;
+    }
+    (0..=at).rev().find(|&i| touches[i].starts_journey(f)).unwrap_or(0)
+}

@@ -1,0 +1,249 @@
+//! Funnels (SPEC §3): which stage an event reaches in each funnel, and the compact touch record
+//! that journeys are computed from.
+//!
+//! - [`Funnels`] compiles the configured funnels into a lookup table so that the stage of an
+//!   event in every funnel is one array read per funnel on the hot path.
+//! - [`journey`] cuts an account's ordered touches into journeys and decides outcomes.
+//! - [`stats`] adds journeys up into the per-stage counters of the summary.
+
+pub mod journey;
+pub mod stats;
+
+use std::collections::HashMap;
+
+use crate::config::FunnelConfig;
+use crate::engine::store::StrRef;
+use crate::time::Millis;
+
+/// Stage code of an event in a funnel that maps it to no stage.
+pub const NO_STAGE: u8 = 0xFE;
+/// Stage code of a lost event.
+pub const LOST: u8 = 0xFF;
+
+/// Funnels whose journey starts are marked in [`Touch::flags`]; journeys of later funnels are
+/// recomputed from the account's first touch (correct, just slower).
+pub const MARKED_FUNNELS: usize = 15;
+
+/// One accepted touch as the engine keeps it: 16 bytes.
+///
+/// Touches of an account are kept sorted by (`time`, event id bytes), SPEC §3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Touch {
+    pub time: Millis,
+    /// The event id in the engine's string arena (ties in `time` are ordered by it).
+    pub id: StrRef,
+    /// Index into the [`Funnels`] kind table: touchpoint kind × explicit stage.
+    pub kind: u16,
+    /// Bit 0: online. Bit 1 + f: this touch starts a journey of funnel f (f < 15).
+    pub flags: u16,
+}
+
+impl Touch {
+    pub const ONLINE: u16 = 1;
+
+    pub fn new(time: Millis, id: StrRef, kind: u16, online: bool) -> Touch {
+        Touch {
+            time,
+            id,
+            kind,
+            flags: if online { Touch::ONLINE } else { 0 },
+        }
+    }
+
+    pub fn online(self) -> bool {
+        self.flags & Touch::ONLINE != 0
+    }
+
+    fn start_bit(funnel: usize) -> u16 {
+        debug_assert!(funnel < MARKED_FUNNELS);
+        1 << (funnel + 1)
+    }
+
+    pub fn starts_journey(self, funnel: usize) -> bool {
+        self.flags & Touch::start_bit(funnel) != 0
+    }
+
+    pub fn set_starts_journey(&mut self, funnel: usize, starts: bool) {
+        if funnel < MARKED_FUNNELS {
+            if starts {
+                self.flags |= Touch::start_bit(funnel);
+            } else {
+                self.flags &= !Touch::start_bit(funnel);
+            }
+        }
+    }
+}
+
+/// One funnel's settings as the journey code needs them.
+#[derive(Debug, Clone)]
+pub struct Funnel {
+    pub name: String,
+    pub stages: Vec<String>,
+    /// Conversion window of each stage (the last one is unused).
+    pub windows: Vec<Millis>,
+    pub journey_timeout: Millis,
+}
+
+impl Funnel {
+    pub fn last_stage(&self) -> usize {
+        self.stages.len() - 1
+    }
+}
+
+/// All configured funnels, with the table giving each event's stage code in each funnel.
+///
+/// An event's *kind* is the pair (touchpoint kind, explicit `stage` field), each reduced to the
+/// names the configuration mentions (anything else is "other"), so the table is small and
+/// bounded by the configuration, never by the traffic.
+#[derive(Debug, Clone)]
+pub struct Funnels {
+    pub funnels: Vec<Funnel>,
+    touchpoints: HashMap<String, u16>,
+    stage_names: HashMap<String, u16>,
+    stage_name_count: usize,
+    /// `codes[kind * funnels.len() + f]`: stage index, [`NO_STAGE`] or [`LOST`].
+    codes: Vec<u8>,
+}
+
+impl Funnels {
+    pub fn new(configs: &[FunnelConfig]) -> Result<Funnels, String> {
+        // Index 0 of each dimension is "other".
+        let mut touchpoints = HashMap::new();
+        let mut stage_names: HashMap<String, u16> = HashMap::new();
+        stage_names.insert("lost".to_string(), 1);
+        for config in configs {
+            let mentioned = config.rules.iter().map(|(t, _)| t).chain(&config.lost_touchpoints);
+            for touchpoint in mentioned {
+                let next = touchpoints.len() as u16 + 1;
+                touchpoints.entry(touchpoint.clone()).or_insert(next);
+            }
+            for stage in &config.stages {
+                let next = stage_names.len() as u16 + 1;
+                stage_names.entry(stage.clone()).or_insert(next);
+            }
+        }
+        let stage_name_count = stage_names.len() + 1;
+        let kinds = (touchpoints.len() + 1) * stage_name_count;
+        if kinds > u16::MAX as usize + 1 {
+            return Err(format!(
+                "the funnels mention {} touchpoint kinds and {} stage names, more than Spiral's \
+                 table of 65536 combinations holds",
+                touchpoints.len(),
+                stage_names.len()
+            ));
+        }
+        let mut names_of_touchpoints = vec![""; touchpoints.len() + 1];
+        for (name, &i) in &touchpoints {
+            names_of_touchpoints[i as usize] = name;
+        }
+        let mut names_of_stages = vec![""; stage_name_count];
+        for (name, &i) in &stage_names {
+            names_of_stages[i as usize] = name;
+        }
+        let mut codes = Vec::with_capacity(kinds * configs.len());
+        for kind in 0..kinds {
+            let touchpoint = names_of_touchpoints[kind / stage_name_count];
+            let stage = names_of_stages[kind % stage_name_count];
+            for config in configs {
+                codes.push(stage_code(config, touchpoint, stage));
+            }
+        }
+        let funnels = configs
+            .iter()
+            .map(|c| Funnel {
+                name: c.name.clone(),
+                stages: c.stages.clone(),
+                windows: c.windows.clone(),
+                journey_timeout: c.journey_timeout,
+            })
+            .collect();
+        Ok(Funnels {
+            funnels,
+            touchpoints,
+            stage_names,
+            stage_name_count,
+            codes,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.funnels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.funnels.is_empty()
+    }
+
+    /// The kind of an event with this touchpoint and optional explicit stage.
+    pub fn kind(&self, touchpoint: &str, stage: Option<&str>) -> u16 {
+        let t = self.touchpoints.get(touchpoint).copied().unwrap_or(0) as usize;
+        let s = stage
+            .and_then(|s| self.stage_names.get(s).copied())
+            .unwrap_or(0) as usize;
+        (t * self.stage_name_count + s) as u16
+    }
+
+    /// Stage code of a kind in funnel `f`: a stage index, [`NO_STAGE`] or [`LOST`].
+    #[inline]
+    pub fn code(&self, kind: u16, f: usize) -> u8 {
+        self.codes[kind as usize * self.funnels.len() + f]
+    }
+}
+
+/// The stage of an event in a funnel (SPEC §3): lost if its touchpoint is a lost touchpoint or
+/// its `stage` is "lost" (a lost event has no stage); else its `stage` field if that names one
+/// of the funnel's stages; else the funnel's rule for its touchpoint; else none.
+fn stage_code(config: &FunnelConfig, touchpoint: &str, stage: &str) -> u8 {
+    if stage == "lost" || config.lost_touchpoints.iter().any(|t| t == touchpoint) {
+        return LOST;
+    }
+    if let Some(i) = config.stages.iter().position(|s| s == stage) {
+        return i as u8;
+    }
+    match config.rules.iter().find(|(t, _)| t == touchpoint) {
+        Some(&(_, i)) => i as u8,
+        None => NO_STAGE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn funnels() -> Funnels {
+        let config = Config::parse(include_str!("../../config/spiral.toml"), "spiral.toml").unwrap();
+        Funnels::new(&config.funnels).unwrap()
+    }
+
+    #[test]
+    fn rules_map_touchpoints_to_stages_per_funnel() {
+        let f = funnels();
+        let signed = f.kind("contract_signed", None);
+        assert_eq!(f.code(signed, 0), 5, "won in new_business");
+        assert_eq!(f.code(signed, 1), 0, "customer in expansion");
+        assert_eq!(f.code(f.kind("web_visit", None), 1), NO_STAGE);
+        assert_eq!(f.code(f.kind("unheard_of", None), 0), NO_STAGE);
+    }
+
+    #[test]
+    fn explicit_stage_beats_the_rules_only_where_it_names_a_stage() {
+        let f = funnels();
+        let k = f.kind("web_visit", Some("sql"));
+        assert_eq!(f.code(k, 0), 3);
+        assert_eq!(f.code(k, 1), NO_STAGE, "sql is not an expansion stage, web_visit has no rule");
+        let k = f.kind("crm_stage_change", Some("nonsense"));
+        assert_eq!(f.code(k, 0), NO_STAGE);
+    }
+
+    #[test]
+    fn lost_touchpoints_and_lost_stage_are_lost() {
+        let f = funnels();
+        assert_eq!(f.code(f.kind("closed_lost", None), 0), LOST);
+        assert_eq!(f.code(f.kind("closed_lost", None), 1), NO_STAGE);
+        let k = f.kind("crm_stage_change", Some("lost"));
+        assert_eq!((f.code(k, 0), f.code(k, 1)), (LOST, LOST));
+        // A lost touchpoint with an explicit stage is still lost: it has no stage.
+        assert_eq!(f.code(f.kind("closed_lost", Some("sql")), 0), LOST);
+    }
+}
