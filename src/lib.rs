@@ -18,3 +18,5 @@ pub mod config;
 pub mod engine;
 pub mod funnel;
 pub mod summary;
+pub mod replay;
+pub mod report;

@@ -1,0 +1,136 @@
+//! The `spiral` command line. Everything it does lives in the library; this file only parses
+//! arguments and reports errors.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use spiral::config::Config;
+use spiral::generate::{self, GenerateOptions};
+use spiral::replay::{self, ReplayOptions};
+use spiral::{report, time};
+
+#[derive(Parser)]
+#[command(name = "spiral", version, about = "B2B funnel journeys from touchpoint streams")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the engine over JSON Lines files and write the summary (SPEC §8).
+    Replay {
+        /// The configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Where to write the summary JSON.
+        #[arg(long)]
+        summary: PathBuf,
+        /// Where to write rejected lines [default: beside the summary, OUT.rejected.jsonl].
+        #[arg(long)]
+        rejected: Option<PathBuf>,
+        /// Decide outcomes at this watermark (RFC 3339) instead of the newest event time.
+        #[arg(long)]
+        watermark: Option<String>,
+        /// Print no funnel table.
+        #[arg(long, short)]
+        quiet: bool,
+        /// JSON Lines inputs, read in order (`-` is standard input).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+    },
+    /// Validate a configuration file and exit.
+    CheckConfig {
+        file: PathBuf,
+    },
+    /// Write synthetic B2B touchpoint traffic as JSON Lines.
+    Generate {
+        /// Output file (`-` for standard output).
+        #[arg(long, short, default_value = "-")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 10_000)]
+        accounts: u64,
+        #[arg(long, default_value_t = 100_000)]
+        events: u64,
+        /// Share of broken lines, spread over every rejection reason.
+        #[arg(long, default_value_t = 0.01)]
+        broken_share: f64,
+        /// Share of retried (duplicate) lines.
+        #[arg(long, default_value_t = 0.02)]
+        duplicate_share: f64,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("spiral: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Replay { config, summary, rejected, watermark, quiet, inputs } => {
+            let config = Config::load(&config)?;
+            let watermark = watermark
+                .map(|w| time::parse_rfc3339(&w).with_context(|| format!("--watermark: {w:?} is not RFC 3339 with an offset")))
+                .transpose()?;
+            let options = ReplayOptions {
+                inputs,
+                summary,
+                rejected,
+                watermark,
+                progress: std::io::stderr().is_terminal(),
+            };
+            let (summary, _) = replay::run(&config, &options)?;
+            if !quiet {
+                print!("{}", report::funnel_table(&summary));
+            }
+            Ok(())
+        }
+        Command::CheckConfig { file } => {
+            let config = Config::load(&file)?;
+            println!(
+                "{}: ok ({} funnels, {} touchpoint kinds)",
+                file.display(),
+                config.funnels.len(),
+                config.touchpoints.len()
+            );
+            Ok(())
+        }
+        Command::Generate { out, seed, accounts, events, broken_share, duplicate_share } => {
+            let options = GenerateOptions {
+                seed,
+                accounts,
+                events,
+                broken_share,
+                duplicate_share,
+                ..GenerateOptions::default()
+            };
+            let stats = if out.as_os_str() == "-" {
+                let stdout = std::io::stdout();
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
+                generate::generate(&options, &mut w)?
+            } else {
+                let file = std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+                let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+                generate::generate(&options, &mut w)?
+            };
+            eprintln!(
+                "spiral: wrote {} lines ({} touches, {} identify, {} duplicates, {} broken)",
+                stats.lines, stats.touches, stats.identify, stats.duplicates, stats.broken
+            );
+            Ok(())
+        }
+    }
+}
