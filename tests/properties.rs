@@ -1,0 +1,314 @@
+//! The invariants SPEC promises, over random event streams (proptest):
+//! arrival order does not change the summary (but `late`), duplicates change nothing,
+//! splitting the input across files changes nothing, and every stage but the last adds up.
+
+mod common;
+
+use std::collections::HashMap;
+
+use common::*;
+use proptest::prelude::*;
+use serde_json::json;
+use spiral::config::Config;
+use spiral::replay::{self, ReplayOptions, Replayer};
+use spiral::summary::Summary;
+
+const T0: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+/// Lateness, ttl and dedup window far beyond the streams' span: nothing depends on when a
+/// message arrives except `late`.
+const PATIENT: &str = r#"
+[pipeline]
+allowed_lateness = "10000d"
+dedup_window = "10000d"
+[identity]
+pending_ttl = "10000d"
+"#;
+
+/// Small lateness and ttl: outcomes and expiry move while the stream is read.
+const HASTY: &str = r#"
+[pipeline]
+allowed_lateness = "2d"
+dedup_window = "5d"
+[identity]
+pending_ttl = "7d"
+"#;
+
+const FUNNELS: &str = r#"
+[touchpoints]
+visit = "online"
+webinar = "online"
+scan = "offline"
+call = "offline"
+sign = "offline"
+nope = "offline"
+note = "online"
+
+[[funnel]]
+name = "f"
+stages = ["a", "b", "c"]
+conversion_window = "10d"
+journey_timeout = "30d"
+lost_touchpoints = ["nope"]
+[funnel.conversion_windows]
+b = "20d"
+[funnel.rules]
+visit = "a"
+webinar = "a"
+scan = "b"
+call = "b"
+sign = "c"
+
+[[funnel]]
+name = "g"
+stages = ["x", "y"]
+conversion_window = "3d"
+journey_timeout = "7d"
+[funnel.rules]
+sign = "x"
+note = "y"
+"#;
+
+const TOUCHPOINTS: [&str; 7] = ["visit", "webinar", "scan", "call", "sign", "nope", "note"];
+
+/// One random event: which account, which ids it carries, when, and what.
+#[derive(Debug, Clone)]
+struct Spec {
+    account: usize,
+    carrier: u8,
+    day: i64,
+    jitter: i64,
+    touchpoint: usize,
+    identify: bool,
+    explicit_stage: Option<&'static str>,
+}
+
+fn spec() -> impl Strategy<Value = Spec> {
+    (
+        0..4usize,
+        0..5u8,
+        0..90i64,
+        prop_oneof![Just(0i64), Just(1), Just(3_600_000)],
+        0..TOUCHPOINTS.len(),
+        prop::bool::weighted(0.15),
+        prop_oneof![4 => Just(None), 1 => Just(Some("b")), 1 => Just(Some("lost")), 1 => Just(Some("y"))],
+    )
+        .prop_map(|(account, carrier, day, jitter, touchpoint, identify, explicit_stage)| Spec {
+            account,
+            carrier,
+            day,
+            jitter,
+            touchpoint,
+            identify,
+            explicit_stage,
+        })
+}
+
+/// Messages with consistent identity: contact `c{a}` and cookie `x{a}` always belong to
+/// account `acct{a}`, so no link conflicts and no order-dependent resolution.
+fn messages(specs: &[Spec]) -> Vec<String> {
+    specs
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let a = s.account;
+            let mut m = json!({"event_id": format!("e{i}"), "occurred_at": T0 + s.day * DAY + s.jitter});
+            let ids: &[(&str, String)] = &match (s.identify, s.carrier) {
+                (true, 0 | 1) => vec![("anonymous_id", format!("x{a}")), ("contact_id", format!("c{a}"))],
+                (true, _) => vec![("contact_id", format!("c{a}")), ("account_id", format!("acct{a}"))],
+                (false, 0) => vec![("account_id", format!("acct{a}"))],
+                (false, 1) => vec![("contact_id", format!("c{a}"))],
+                (false, 2) => vec![("anonymous_id", format!("x{a}"))],
+                (false, 3) => vec![("contact_id", format!("c{a}")), ("account_id", format!("acct{a}"))],
+                (false, _) => vec![("anonymous_id", format!("x{a}")), ("contact_id", format!("c{a}"))],
+            };
+            for (k, v) in ids {
+                m[*k] = v.clone().into();
+            }
+            if s.identify {
+                m["type"] = "identify".into();
+            } else {
+                m["touchpoint"] = TOUCHPOINTS[s.touchpoint].into();
+                if let Some(stage) = s.explicit_stage {
+                    m["stage"] = stage.into();
+                }
+            }
+            m.to_string()
+        })
+        .collect()
+}
+
+fn without_late(mut s: Summary) -> Summary {
+    s.events.late = 0;
+    s
+}
+
+fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
+    let mut v = items.to_vec();
+    let mut state = seed | 1;
+    for i in (1..v.len()).rev() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        v.swap(i, (state % (i as u64 + 1)) as usize);
+    }
+    v
+}
+
+fn replay_with(config: &str, messages: &[String]) -> (Summary, spiral::engine::Engine) {
+    let config = Config::parse(config, "test.toml").unwrap();
+    let mut replayer = Replayer::new(&config, std::io::sink()).unwrap();
+    for (i, m) in messages.iter().enumerate() {
+        replayer.message(m.as_bytes(), "test", i as u64 + 1).unwrap();
+    }
+    replayer.finish(None).unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn arrival_order_does_not_change_the_summary(specs in prop::collection::vec(spec(), 1..60), seed in any::<u64>()) {
+        let config = format!("{PATIENT}{FUNNELS}");
+        let ordered = messages(&specs);
+        let a = replay(&config, &ordered);
+        let b = replay(&config, &shuffled(&ordered, seed));
+        prop_assert_eq!(without_late(a), without_late(b));
+    }
+
+    #[test]
+    fn duplicates_change_nothing(specs in prop::collection::vec(spec(), 1..60), picks in prop::collection::vec(any::<prop::sample::Index>(), 1..20)) {
+        let config = format!("{PATIENT}{FUNNELS}");
+        let original = messages(&specs);
+        let mut with_copies = original.clone();
+        for p in &picks {
+            with_copies.push(original[p.index(original.len())].clone());
+        }
+        let a = replay(&config, &original);
+        let mut b = replay(&config, &with_copies);
+        prop_assert_eq!(b.events.duplicates, picks.len() as u64);
+        b.events.duplicates = 0;
+        b.events.received = a.events.received;
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
+    fn stages_add_up_and_incremental_counters_match_a_recomputation(specs in prop::collection::vec(spec(), 1..80), seed in any::<u64>()) {
+        let config = format!("{HASTY}{FUNNELS}");
+        let msgs = shuffled(&messages(&specs), seed);
+        let config_parsed = Config::parse(&config, "t").unwrap();
+        let mut replayer = Replayer::new(&config_parsed, std::io::sink()).unwrap();
+        for (i, m) in msgs.iter().enumerate() {
+            replayer.message(m.as_bytes(), "t", i as u64).unwrap();
+            // Mid-stream too: the counters are right at every moment, not only at the end.
+            let engine = replayer.engine();
+            if let Some(w) = engine.watermark() {
+                let stats = engine.stats().to_vec();
+                prop_assert_eq!(stats, engine.recompute_stats(w));
+            }
+        }
+        let (summary, _) = replayer.finish(None).unwrap();
+        for f in &summary.funnels {
+            let last = f.stages.len() - 1;
+            for (i, s) in f.stages.iter().enumerate() {
+                if i < last {
+                    prop_assert_eq!(s.converted + s.dropped + s.open, s.entered, "{} {}", f.name, s.name);
+                } else {
+                    prop_assert_eq!((s.converted, s.dropped, s.open, s.conversion_ms_sum), (0, 0, 0, 0));
+                }
+                prop_assert_eq!(s.entered_by_channel.online + s.entered_by_channel.offline, s.entered);
+                prop_assert_eq!(s.turns_before_entry.as_array().iter().sum::<i64>(), s.entered);
+                if i > 0 {
+                    prop_assert!(s.entered <= f.stages[i - 1].entered);
+                }
+            }
+        }
+        let e = &summary.events;
+        prop_assert_eq!(e.received, e.accepted + e.duplicates + e.rejected.total());
+    }
+
+    #[test]
+    fn account_only_streams_match_the_oracle(specs in prop::collection::vec(spec(), 1..60), seed in any::<u64>()) {
+        // Every touch names its account, so the oracle needs no identity logic.
+        let specs: Vec<Spec> = specs.into_iter().map(|s| Spec { carrier: 0, identify: false, ..s }).collect();
+        let config = format!("{HASTY}{FUNNELS}");
+        let msgs = shuffled(&messages(&specs), seed);
+        let (summary, _) = replay_with(&config, &msgs);
+        let newest = specs.iter().map(|s| T0 + s.day * DAY + s.jitter).max().unwrap();
+        for (f, rules) in [
+            (0, OracleRules { stages: 3, windows: vec![10 * DAY, 20 * DAY, 0], timeout: 30 * DAY }),
+            (1, OracleRules { stages: 2, windows: vec![3 * DAY, 0], timeout: 7 * DAY }),
+        ] {
+            let mut accounts: HashMap<String, Vec<OracleTouch>> = HashMap::new();
+            for (i, s) in specs.iter().enumerate() {
+                let tp = TOUCHPOINTS[s.touchpoint];
+                let lost = s.explicit_stage == Some("lost") || (f == 0 && tp == "nope");
+                let stage = if lost {
+                    None
+                } else if f == 0 {
+                    match (s.explicit_stage, tp) {
+                        (Some("b"), _) => Some(1),
+                        (_, "visit" | "webinar") => Some(0),
+                        (_, "scan" | "call") => Some(1),
+                        (_, "sign") => Some(2),
+                        _ => None,
+                    }
+                } else {
+                    match (s.explicit_stage, tp) {
+                        (Some("y"), _) => Some(1),
+                        (_, "sign") => Some(0),
+                        (_, "note") => Some(1),
+                        _ => None,
+                    }
+                };
+                accounts.entry(format!("acct{}", s.account)).or_default().push(OracleTouch {
+                    time: T0 + s.day * DAY + s.jitter,
+                    id: format!("e{i}"),
+                    online: matches!(tp, "visit" | "webinar" | "note"),
+                    stage,
+                    lost,
+                });
+            }
+            assert_funnel_eq(&summary, f, &oracle(&accounts, &rules, newest));
+        }
+    }
+}
+
+#[test]
+fn splitting_the_input_across_files_changes_nothing() {
+    let specs: Vec<Spec> = (0..300)
+        .map(|i| Spec {
+            account: i % 7,
+            carrier: (i % 5) as u8,
+            day: (i as i64 * 37) % 120,
+            jitter: 0,
+            touchpoint: i % TOUCHPOINTS.len(),
+            identify: i % 9 == 0,
+            explicit_stage: None,
+        })
+        .collect();
+    let lines = messages(&specs);
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::parse(&format!("{HASTY}{FUNNELS}"), "t").unwrap();
+    let write = |name: &str, part: &[String]| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, part.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        path
+    };
+    let run = |inputs: Vec<std::path::PathBuf>, out: &str| {
+        let options = ReplayOptions {
+            inputs,
+            summary: dir.path().join(out),
+            rejected: None,
+            watermark: None,
+            progress: false,
+        };
+        replay::run(&config, &options).unwrap().0
+    };
+    let whole = run(vec![write("all.jsonl", &lines)], "one.json");
+    let parts = vec![write("p1.jsonl", &lines[..1]), write("p2.jsonl", &lines[1..150]), write("p3.jsonl", &[]), write("p4.jsonl", &lines[150..])];
+    let split = run(parts, "split.json");
+    assert_eq!(whole, split);
+    let on_disk: Summary = serde_json::from_slice(&std::fs::read(dir.path().join("split.json")).unwrap()).unwrap();
+    assert_eq!(on_disk, split);
+}
