@@ -78,9 +78,19 @@ impl Accounts {
         let mut deadline = Millis::MAX;
         // Start of the journey holding the touch before the new one, per funnel: everything
         // earlier is unaffected.
-        let from: Vec<usize> = (0..cx.funnels.len())
-            .map(|f| if at == 0 { 0 } else { journey::journey_start(touches, at - 1, f) })
-            .collect();
+        let mut on_stack = [0usize; 8];
+        let mut on_heap = Vec::new();
+        let from: &mut [usize] = if cx.funnels.len() <= on_stack.len() {
+            &mut on_stack[..cx.funnels.len()]
+        } else {
+            on_heap.resize(cx.funnels.len(), 0);
+            &mut on_heap
+        };
+        if at > 0 {
+            for (f, from) in from.iter_mut().enumerate() {
+                *from = journey::journey_start(touches, at - 1, f);
+            }
+        }
         for (f, &from) in from.iter().enumerate() {
             let stats = &mut cx.stats[f];
             let funnel = &cx.funnels.funnels[f];

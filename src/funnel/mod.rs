@@ -9,7 +9,8 @@
 pub mod journey;
 pub mod stats;
 
-use std::collections::HashMap;
+use foldhash::fast::RandomState;
+use hashbrown::HashMap;
 
 use crate::config::FunnelConfig;
 use crate::engine::store::StrRef;
@@ -98,8 +99,8 @@ impl Funnel {
 #[derive(Debug, Clone)]
 pub struct Funnels {
     pub funnels: Vec<Funnel>,
-    touchpoints: HashMap<String, u16>,
-    stage_names: HashMap<String, u16>,
+    touchpoints: HashMap<String, u16, RandomState>,
+    stage_names: HashMap<String, u16, RandomState>,
     stage_name_count: usize,
     /// `codes[kind * funnels.len() + f]`: stage index, [`NO_STAGE`] or [`LOST`].
     codes: Vec<u8>,
@@ -108,8 +109,8 @@ pub struct Funnels {
 impl Funnels {
     pub fn new(configs: &[FunnelConfig]) -> Result<Funnels, String> {
         // Index 0 of each dimension is "other".
-        let mut touchpoints = HashMap::new();
-        let mut stage_names: HashMap<String, u16> = HashMap::new();
+        let mut touchpoints: HashMap<String, u16, RandomState> = HashMap::default();
+        let mut stage_names: HashMap<String, u16, RandomState> = HashMap::default();
         stage_names.insert("lost".to_string(), 1);
         for config in configs {
             let mentioned = config.rules.iter().map(|(t, _)| t).chain(&config.lost_touchpoints);
