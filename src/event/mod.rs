@@ -6,7 +6,7 @@
 mod decode;
 mod json;
 
-pub use decode::Decoder;
+pub use decode::{Decoder, MAX_ID_BYTES};
 
 use std::borrow::Cow;
 use std::fmt;
