@@ -13,7 +13,10 @@ use spiral::generate::{GenerateOptions, generate};
 use spiral::replay::Replayer;
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn traffic() -> (Vec<u8>, u64) {
@@ -29,10 +32,14 @@ fn traffic() -> (Vec<u8>, u64) {
 }
 
 fn bench(c: &mut Criterion) {
-    let config = Config::parse(include_str!("../config/spiral.toml"), "config/spiral.toml").unwrap();
+    let config =
+        Config::parse(include_str!("../config/spiral.toml"), "config/spiral.toml").unwrap();
     let (bytes, lines) = traffic();
     let mut group = c.benchmark_group("replay");
-    group.sample_size(10).measurement_time(Duration::from_secs(20)).warm_up_time(Duration::from_secs(2));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(20))
+        .warm_up_time(Duration::from_secs(2));
     group.throughput(Throughput::Elements(lines));
 
     group.bench_function("serde_json_value_parse", |b| {
@@ -45,7 +52,10 @@ fn bench(c: &mut Criterion) {
         })
     });
 
-    let decoder = Decoder::new(config.pipeline.max_event_bytes, config.touchpoints.iter().cloned());
+    let decoder = Decoder::new(
+        config.pipeline.max_event_bytes,
+        config.touchpoints.iter().cloned(),
+    );
     group.bench_function("decode_only", |b| {
         b.iter(|| {
             let mut ok = 0u64;

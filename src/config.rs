@@ -148,7 +148,12 @@ impl Errors<'_> {
         }
     }
 
-    fn duration(&self, key: &str, value: Option<&str>, default: Millis) -> Result<Millis, ConfigError> {
+    fn duration(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: Millis,
+    ) -> Result<Millis, ConfigError> {
         match value {
             None => Ok(default),
             Some(text) => parse_duration(text).map_err(|problem| self.at(key, problem)),
@@ -159,11 +164,15 @@ impl Errors<'_> {
 impl RawConfig {
     pub fn parse(text: &str, file: &str) -> Result<RawConfig, ConfigError> {
         let errors = Errors { file };
-        let de = toml::de::Deserializer::parse(text).map_err(|e| syntax_error(&errors, text, &e))?;
+        let de =
+            toml::de::Deserializer::parse(text).map_err(|e| syntax_error(&errors, text, &e))?;
         serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let inner = e.into_inner();
-            errors.at(if key == "." { String::new() } else { key }, inner.message().to_string())
+            errors.at(
+                if key == "." { String::new() } else { key },
+                inner.message().to_string(),
+            )
         })
     }
 
@@ -244,7 +253,10 @@ impl RawFunnel {
         if !(2..=MAX_STAGES).contains(&stages.len()) {
             return Err(errors.at(
                 format!("{at}.stages"),
-                format!("a funnel has 2 to {MAX_STAGES} stages, got {}", stages.len()),
+                format!(
+                    "a funnel has 2 to {MAX_STAGES} stages, got {}",
+                    stages.len()
+                ),
             ));
         }
         for (j, stage) in stages.iter().enumerate() {
@@ -253,14 +265,21 @@ impl RawFunnel {
                 return Err(errors.at(key, "a stage name must not be empty"));
             }
             if stage == "lost" {
-                return Err(errors.at(key, "\"lost\" is reserved for lost events and cannot be a stage"));
+                return Err(errors.at(
+                    key,
+                    "\"lost\" is reserved for lost events and cannot be a stage",
+                ));
             }
             if stages[..j].contains(stage) {
                 return Err(errors.at(key, format!("stage {stage:?} is listed twice")));
             }
         }
         let stage_index = |s: &str| stages.iter().position(|x| x == s);
-        let default_window = errors.duration(&format!("{at}.conversion_window"), Some(&self.conversion_window), 0)?;
+        let default_window = errors.duration(
+            &format!("{at}.conversion_window"),
+            Some(&self.conversion_window),
+            0,
+        )?;
         let mut windows = vec![default_window; stages.len()];
         for (stage, window) in &self.conversion_windows {
             let key = format!("{at}.conversion_windows.{stage}");
@@ -272,8 +291,11 @@ impl RawFunnel {
                 Some(j) => windows[j] = errors.duration(&key, Some(window), 0)?,
             }
         }
-        let journey_timeout =
-            errors.duration(&format!("{at}.journey_timeout"), self.journey_timeout.as_deref(), 365 * 86_400_000)?;
+        let journey_timeout = errors.duration(
+            &format!("{at}.journey_timeout"),
+            self.journey_timeout.as_deref(),
+            365 * 86_400_000,
+        )?;
         let mut rules = Vec::with_capacity(self.rules.len());
         for (touchpoint, stage) in self.rules {
             let Some(j) = stage_index(&stage) else {
@@ -365,30 +387,61 @@ conversion_window = "1d"
     fn unknown_key_is_an_error_with_its_path() {
         let text = MINIMAL.replace("name = \"f\"", "name = \"f\"\ncolour = \"red\"");
         let e = err(&text);
-        assert!(e.starts_with("t.toml: funnel[0].colour: unknown field `colour`"), "{e}");
+        assert!(
+            e.starts_with("t.toml: funnel[0].colour: unknown field `colour`"),
+            "{e}"
+        );
         let e = err(&format!("[pipeline]\nlateness = \"1d\"\n{MINIMAL}"));
-        assert!(e.starts_with("t.toml: pipeline.lateness: unknown field"), "{e}");
+        assert!(
+            e.starts_with("t.toml: pipeline.lateness: unknown field"),
+            "{e}"
+        );
     }
 
     #[test]
     fn bad_values_are_named() {
-        let e = err(&format!("[pipeline]\nallowed_lateness = \"2 days\"\n{MINIMAL}"));
+        let e = err(&format!(
+            "[pipeline]\nallowed_lateness = \"2 days\"\n{MINIMAL}"
+        ));
         assert!(e.starts_with("t.toml: pipeline.allowed_lateness: "), "{e}");
         let e = err(&format!("[touchpoints]\nweb = \"web\"\n{MINIMAL}"));
-        assert_eq!(e, "t.toml: touchpoints.web: channel must be \"online\" or \"offline\", got \"web\"");
+        assert_eq!(
+            e,
+            "t.toml: touchpoints.web: channel must be \"online\" or \"offline\", got \"web\""
+        );
         let e = err(&MINIMAL.replace("[\"a\", \"b\"]", "[\"a\", \"lost\"]"));
-        assert!(e.starts_with("t.toml: funnel[0].stages[1]: \"lost\" is reserved"), "{e}");
+        assert!(
+            e.starts_with("t.toml: funnel[0].stages[1]: \"lost\" is reserved"),
+            "{e}"
+        );
         let e = err(&MINIMAL.replace("[\"a\", \"b\"]", "[\"a\"]"));
-        assert!(e.starts_with("t.toml: funnel[0].stages: a funnel has 2 to 16 stages"), "{e}");
+        assert!(
+            e.starts_with("t.toml: funnel[0].stages: a funnel has 2 to 16 stages"),
+            "{e}"
+        );
         let e = err(&format!("{MINIMAL}[funnel.rules]\nweb = \"c\"\n"));
-        assert_eq!(e, "t.toml: funnel[0].rules.web: \"c\" is not a stage of funnel \"f\"");
-        let e = err(&format!("{MINIMAL}[funnel.conversion_windows]\nb = \"1d\"\n"));
-        assert_eq!(e, "t.toml: funnel[0].conversion_windows.b: the last stage has no conversion window");
+        assert_eq!(
+            e,
+            "t.toml: funnel[0].rules.web: \"c\" is not a stage of funnel \"f\""
+        );
+        let e = err(&format!(
+            "{MINIMAL}[funnel.conversion_windows]\nb = \"1d\"\n"
+        ));
+        assert_eq!(
+            e,
+            "t.toml: funnel[0].conversion_windows.b: the last stage has no conversion window"
+        );
         let e = err(&format!("{MINIMAL}{MINIMAL}"));
         assert_eq!(e, "t.toml: funnel[1].name: funnel \"f\" is defined twice");
         let e = err(&MINIMAL.replace("conversion_window = \"1d\"\n", ""));
-        assert!(e.starts_with("t.toml: funnel[0]: missing field `conversion_window`"), "{e}");
-        assert_eq!(err(""), "t.toml: funnel: at least one [[funnel]] is required");
+        assert!(
+            e.starts_with("t.toml: funnel[0]: missing field `conversion_window`"),
+            "{e}"
+        );
+        assert_eq!(
+            err(""),
+            "t.toml: funnel: at least one [[funnel]] is required"
+        );
     }
 
     #[test]

@@ -11,12 +11,12 @@
 //! - [`report`]: the human funnel table printed after a replay.
 //! - [`generate`]: seeded synthetic B2B traffic for demos, tests and benches.
 
-pub mod event;
-pub mod generate;
-pub mod time;
 pub mod config;
 pub mod engine;
+pub mod event;
 pub mod funnel;
-pub mod summary;
+pub mod generate;
 pub mod replay;
 pub mod report;
+pub mod summary;
+pub mod time;

@@ -14,7 +14,11 @@ use spiral::replay::{self, ReplayOptions};
 use spiral::{report, time};
 
 #[derive(Parser)]
-#[command(name = "spiral", version, about = "B2B funnel journeys from touchpoint streams")]
+#[command(
+    name = "spiral",
+    version,
+    about = "B2B funnel journeys from touchpoint streams"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,9 +48,7 @@ enum Command {
         inputs: Vec<PathBuf>,
     },
     /// Validate a configuration file and exit.
-    CheckConfig {
-        file: PathBuf,
-    },
+    CheckConfig { file: PathBuf },
     /// Write synthetic B2B touchpoint traffic as JSON Lines.
     Generate {
         /// Output file (`-` for standard output).
@@ -80,10 +82,21 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Replay { config, summary, rejected, watermark, quiet, inputs } => {
+        Command::Replay {
+            config,
+            summary,
+            rejected,
+            watermark,
+            quiet,
+            inputs,
+        } => {
             let config = Config::load(&config)?;
             let watermark = watermark
-                .map(|w| time::parse_rfc3339(&w).with_context(|| format!("--watermark: {w:?} is not RFC 3339 with an offset")))
+                .map(|w| {
+                    time::parse_rfc3339(&w).with_context(|| {
+                        format!("--watermark: {w:?} is not RFC 3339 with an offset")
+                    })
+                })
                 .transpose()?;
             let options = ReplayOptions {
                 inputs,
@@ -108,7 +121,14 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Generate { out, seed, accounts, events, broken_share, duplicate_share } => {
+        Command::Generate {
+            out,
+            seed,
+            accounts,
+            events,
+            broken_share,
+            duplicate_share,
+        } => {
             let options = GenerateOptions {
                 seed,
                 accounts,
@@ -122,7 +142,8 @@ fn run(cli: Cli) -> Result<()> {
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, stdout.lock());
                 generate::generate(&options, &mut w)?
             } else {
-                let file = std::fs::File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+                let file = std::fs::File::create(&out)
+                    .with_context(|| format!("cannot create {}", out.display()))?;
                 let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
                 generate::generate(&options, &mut w)?
             };

@@ -21,7 +21,10 @@ use crate::time::Millis;
 /// Where the rejected lines of a replay go when no path is given: `OUT.rejected.jsonl` beside
 /// the summary `OUT.json`.
 pub fn default_rejected_path(summary: &Path) -> PathBuf {
-    let stem = summary.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = summary
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     summary.with_file_name(format!("{stem}.rejected.jsonl"))
 }
 
@@ -35,8 +38,15 @@ pub struct Replayer<W: Write> {
 impl<W: Write> Replayer<W> {
     pub fn new(config: &Config, rejected: W) -> Result<Replayer<W>> {
         let engine = Engine::new(config).map_err(anyhow::Error::msg)?;
-        let decoder = Decoder::new(config.pipeline.max_event_bytes, config.touchpoints.iter().cloned());
-        Ok(Replayer { decoder, engine, rejected })
+        let decoder = Decoder::new(
+            config.pipeline.max_event_bytes,
+            config.touchpoints.iter().cloned(),
+        );
+        Ok(Replayer {
+            decoder,
+            engine,
+            rejected,
+        })
     }
 
     /// One message: decoded and applied, or rejected and written out.
@@ -54,7 +64,12 @@ impl<W: Write> Replayer<W> {
     }
 
     /// Reads one JSON Lines input to its end, calling `progress` with bytes read now and then.
-    pub fn read(&mut self, input: impl Read, name: &str, mut progress: impl FnMut(u64)) -> io::Result<()> {
+    pub fn read(
+        &mut self,
+        input: impl Read,
+        name: &str,
+        mut progress: impl FnMut(u64),
+    ) -> io::Result<()> {
         let mut reader = BufReader::with_capacity(1 << 20, input);
         let mut buf = Vec::with_capacity(4096);
         let mut line = 0u64;
@@ -101,7 +116,13 @@ impl<W: Write> Replayer<W> {
 
 /// One line of the rejected output: `{"reason","detail","file","line","text"}`, with
 /// `text_base64` instead of `text` when the original bytes are not UTF-8.
-fn write_rejected(out: &mut impl Write, rejection: &Rejection, bytes: &[u8], file: &str, line: u64) -> io::Result<()> {
+fn write_rejected(
+    out: &mut impl Write,
+    rejection: &Rejection,
+    bytes: &[u8],
+    file: &str,
+    line: u64,
+) -> io::Result<()> {
     let mut record = serde_json::json!({
         "reason": rejection.reason.as_str(),
         "detail": rejection.detail,
@@ -110,7 +131,11 @@ fn write_rejected(out: &mut impl Write, rejection: &Rejection, bytes: &[u8], fil
     });
     match std::str::from_utf8(bytes) {
         Ok(text) => record["text"] = text.into(),
-        Err(_) => record["text_base64"] = base64::engine::general_purpose::STANDARD.encode(bytes).into(),
+        Err(_) => {
+            record["text_base64"] = base64::engine::general_purpose::STANDARD
+                .encode(bytes)
+                .into()
+        }
     }
     serde_json::to_writer(&mut *out, &record)?;
     out.write_all(b"\n")
@@ -128,9 +153,16 @@ pub struct ReplayOptions {
 
 /// Runs a whole replay: every input in order, then the summary file.
 pub fn run(config: &Config, options: &ReplayOptions) -> Result<(Summary, Engine)> {
-    let rejected_path = options.rejected.clone().unwrap_or_else(|| default_rejected_path(&options.summary));
-    let rejected = File::create(&rejected_path)
-        .with_context(|| format!("cannot create the rejected-lines file {}", rejected_path.display()))?;
+    let rejected_path = options
+        .rejected
+        .clone()
+        .unwrap_or_else(|| default_rejected_path(&options.summary));
+    let rejected = File::create(&rejected_path).with_context(|| {
+        format!(
+            "cannot create the rejected-lines file {}",
+            rejected_path.display()
+        )
+    })?;
     let mut replayer = Replayer::new(config, BufWriter::with_capacity(1 << 16, rejected))?;
 
     let total: u64 = options
@@ -145,9 +177,11 @@ pub fn run(config: &Config, options: &ReplayOptions) -> Result<(Summary, Engine)
         ProgressBar::hidden()
     };
     bar.set_style(
-        ProgressStyle::with_template("{spinner} replay [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("valid template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{spinner} replay [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     for path in &options.inputs {
         let name = path.display().to_string();

@@ -23,9 +23,19 @@ pub fn funnel_table(summary: &Summary) -> String {
         e.unresolved,
         e.identity_conflicts
     );
-    let _ = writeln!(out, "watermark: {}", summary.watermark.as_deref().unwrap_or("none yet"));
+    let _ = writeln!(
+        out,
+        "watermark: {}",
+        summary.watermark.as_deref().unwrap_or("none yet")
+    );
     for funnel in &summary.funnels {
-        let width = funnel.stages.iter().map(|s| s.name.len()).max().unwrap_or(5).max(5);
+        let width = funnel
+            .stages
+            .iter()
+            .map(|s| s.name.len())
+            .max()
+            .unwrap_or(5)
+            .max(5);
         let _ = writeln!(
             out,
             "\n{} — {} journeys, {} won, {} lost",
@@ -38,7 +48,11 @@ pub fn funnel_table(summary: &Summary) -> String {
         );
         let last = funnel.stages.len().saturating_sub(1);
         for (i, s) in funnel.stages.iter().enumerate() {
-            let turns = s.turns_before_entry.as_array().map(|t| t.to_string()).join("/");
+            let turns = s
+                .turns_before_entry
+                .as_array()
+                .map(|t| t.to_string())
+                .join("/");
             if i == last {
                 let _ = writeln!(
                     out,
@@ -53,7 +67,10 @@ pub fn funnel_table(summary: &Summary) -> String {
                 "-".to_string()
             };
             let mean = if s.converted > 0 {
-                format!("{:.1}", s.conversion_ms_sum as f64 / s.converted as f64 / DAY_MS)
+                format!(
+                    "{:.1}",
+                    s.conversion_ms_sum as f64 / s.converted as f64 / DAY_MS
+                )
             } else {
                 "-".to_string()
             };

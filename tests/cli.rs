@@ -18,11 +18,24 @@ fn generate_then_replay_writes_summary_rejections_and_a_table() {
     let dir = tempfile::tempdir().unwrap();
     let traffic = dir.path().join("traffic.jsonl");
     let out = spiral()
-        .args(["generate", "--seed", "3", "--accounts", "300", "--events", "20000", "--out"])
+        .args([
+            "generate",
+            "--seed",
+            "3",
+            "--accounts",
+            "3000",
+            "--events",
+            "60000",
+            "--out",
+        ])
         .arg(&traffic)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let summary_path = dir.path().join("summary.json");
     let out = spiral()
@@ -33,30 +46,48 @@ fn generate_then_replay_writes_summary_rejections_and_a_table() {
         .arg(&traffic)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let table = String::from_utf8(out.stdout).unwrap();
-    assert!(table.contains("new_business") && table.contains("expansion") && table.contains("conv%"), "{table}");
+    assert!(
+        table.contains("new_business") && table.contains("expansion") && table.contains("conv%"),
+        "{table}"
+    );
 
     let summary: Summary = serde_json::from_slice(&std::fs::read(&summary_path).unwrap()).unwrap();
     let e = &summary.events;
-    assert_eq!(e.received, 20_000, "every line is a message");
+    assert_eq!(e.received, 60_000, "every line is a message");
     assert_eq!(e.received, e.accepted + e.duplicates + e.rejected.total());
     for reason in spiral::event::RejectReason::ALL {
-        assert!(e.rejected.get(reason) > 0, "no {reason} in generated traffic");
+        assert!(
+            e.rejected.get(reason) > 0,
+            "no {reason} in generated traffic"
+        );
     }
     assert!(e.duplicates > 0 && e.identify > 0 && e.late > 0);
     assert!(summary.funnels.iter().all(|f| f.stages[0].entered > 0));
 
     // Rejected lines sit beside the summary, one per rejection, with the original text.
     let rejected = std::fs::read_to_string(dir.path().join("summary.rejected.jsonl")).unwrap();
-    let records: Vec<serde_json::Value> = rejected.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let records: Vec<serde_json::Value> = rejected
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(records.len() as u64, e.rejected.total());
-    let originals: Vec<&str> = std::str::from_utf8(&std::fs::read(&traffic).unwrap()).unwrap().lines().collect::<Vec<_>>().leak();
+    let text = std::fs::read(&traffic).unwrap();
+    let originals: Vec<&[u8]> = text.split(|&b| b == b'\n').collect();
     for r in &records {
         let line = r["line"].as_u64().unwrap() as usize;
         assert_eq!(r["file"], traffic.display().to_string());
         if let Some(text) = r["text"].as_str() {
-            assert_eq!(text, originals[line - 1], "line {line} kept as it was");
+            assert_eq!(
+                text.as_bytes(),
+                originals[line - 1],
+                "line {line} kept as it was"
+            );
         }
         assert!(r["reason"].is_string() && r["detail"].is_string());
     }
@@ -79,12 +110,19 @@ fn replay_with_a_watermark_decides_outcomes_there() {
     let run = |watermark: Option<&str>| {
         let path = dir.path().join("s.json");
         let mut cmd = spiral();
-        cmd.args(["replay", "-q", "--config"]).arg(config()).arg("--summary").arg(&path);
+        cmd.args(["replay", "-q", "--config"])
+            .arg(config())
+            .arg("--summary")
+            .arg(&path);
         if let Some(w) = watermark {
             cmd.args(["--watermark", w]);
         }
         let out = cmd.arg(&input).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<Summary>(&std::fs::read(&path).unwrap()).unwrap()
     };
     let end = run(None);
@@ -93,7 +131,13 @@ fn replay_with_a_watermark_decides_outcomes_there() {
     assert_eq!(end.funnels[0].stages[0].dropped, 1);
     let early = run(Some("2026-01-15T00:00:00+00:00"));
     assert_eq!(early.watermark.as_deref(), Some("2026-01-15T00:00:00.000Z"));
-    assert_eq!((early.funnels[0].stages[0].open, early.funnels[0].stages[0].dropped), (2, 0));
+    assert_eq!(
+        (
+            early.funnels[0].stages[0].open,
+            early.funnels[0].stages[0].dropped
+        ),
+        (2, 0)
+    );
 }
 
 #[test]
@@ -102,13 +146,18 @@ fn check_config_names_file_key_and_problem() {
     assert!(out.status.success());
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
-    let text = std::fs::read_to_string(config()).unwrap().replace("customer = \"60d\"", "foo = \"60d\"");
+    let text = std::fs::read_to_string(config())
+        .unwrap()
+        .replace("customer = \"60d\"", "foo = \"60d\"");
     std::fs::write(&bad, text).unwrap();
     let out = spiral().arg("check-config").arg(&bad).output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert_eq!(
         err.trim(),
-        format!("spiral: {}: funnel[1].conversion_windows.foo: not a stage of funnel \"expansion\"", bad.display())
+        format!(
+            "spiral: {}: funnel[1].conversion_windows.foo: not a stage of funnel \"expansion\"",
+            bad.display()
+        )
     );
 }

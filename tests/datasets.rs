@@ -14,7 +14,9 @@ fn us_date(s: &str) -> i64 {
     let (date, time) = s.split_once(' ').unwrap_or((s, "0:00"));
     let p: Vec<i64> = date.split('/').map(|x| x.parse().unwrap()).collect();
     let (h, m) = time.split_once(':').unwrap();
-    days_from_civil(p[2], p[0], p[1]) * DAY + h.parse::<i64>().unwrap() * 3_600_000 + m.parse::<i64>().unwrap() * 60_000
+    days_from_civil(p[2], p[0], p[1]) * DAY
+        + h.parse::<i64>().unwrap() * 3_600_000
+        + m.parse::<i64>().unwrap() * 60_000
 }
 
 /// `YYYY-MM-DD` as epoch millis, UTC.
@@ -52,21 +54,49 @@ fn olist_leads_and_won_deals_match_the_oracle() {
     // Leads as epoch millis (a CRM export), deals as RFC 3339 strings: both forms of §1.
     for row in &leads {
         let (id, at) = (format!("mql-{}", row[0]), us_date(&row[1]));
-        messages.push(json!({"event_id": id, "occurred_at": at, "account_id": row[0],
-            "touchpoint": "mql_contact", "campaign": row[2]}).to_string());
-        accounts.entry(row[0].clone()).or_default().push(OracleTouch { time: at, id, online: true, stage: Some(0), lost: false });
+        messages.push(
+            json!({"event_id": id, "occurred_at": at, "account_id": row[0],
+            "touchpoint": "mql_contact", "campaign": row[2]})
+            .to_string(),
+        );
+        accounts
+            .entry(row[0].clone())
+            .or_default()
+            .push(OracleTouch {
+                time: at,
+                id,
+                online: true,
+                stage: Some(0),
+                lost: false,
+            });
         newest = newest.max(at);
     }
     for row in &deals {
         let (id, at) = (format!("won-{}", row[0]), us_date(&row[2]));
         let rfc = spiral::time::format_rfc3339(at);
-        messages.push(json!({"event_id": id, "occurred_at": rfc, "account_id": row[0],
-            "touchpoint": "deal_won", "attributes": {"segment": row[3]}}).to_string());
-        accounts.entry(row[0].clone()).or_default().push(OracleTouch { time: at, id, online: false, stage: Some(1), lost: false });
+        messages.push(
+            json!({"event_id": id, "occurred_at": rfc, "account_id": row[0],
+            "touchpoint": "deal_won", "attributes": {"segment": row[3]}})
+            .to_string(),
+        );
+        accounts
+            .entry(row[0].clone())
+            .or_default()
+            .push(OracleTouch {
+                time: at,
+                id,
+                online: false,
+                stage: Some(1),
+                lost: false,
+            });
         newest = newest.max(at);
     }
     let summary = replay(OLIST, &messages);
-    let rules = OracleRules { stages: 2, windows: vec![90 * DAY, 0], timeout: 365 * DAY };
+    let rules = OracleRules {
+        stages: 2,
+        windows: vec![90 * DAY, 0],
+        timeout: 365 * DAY,
+    };
     let expected = oracle(&accounts, &rules, newest);
     assert_funnel_eq(&summary, 0, &expected);
     assert_eq!(summary.events.accepted, 8380);
@@ -118,7 +148,16 @@ fn crm_pipeline_with_dateless_and_accountless_rows_matches_the_oracle() {
                     "won" => (Some(1), false),
                     _ => (None, true),
                 };
-                accounts.entry(account.clone()).or_default().push(OracleTouch { time, id, online: false, stage, lost });
+                accounts
+                    .entry(account.clone())
+                    .or_default()
+                    .push(OracleTouch {
+                        time,
+                        id,
+                        online: false,
+                        stage,
+                        lost,
+                    });
             }
         };
         emit("engage", engage, "engaging");
@@ -131,9 +170,16 @@ fn crm_pipeline_with_dateless_and_accountless_rows_matches_the_oracle() {
     let summary = replay(CRM, &messages);
     assert_eq!(summary.events.rejected.missing_field, missing_field);
     assert_eq!(summary.events.rejected.no_identity, no_identity);
-    assert_eq!(missing_field, 500, "every Prospecting row has no engage date");
+    assert_eq!(
+        missing_field, 500,
+        "every Prospecting row has no engage date"
+    );
     assert!(no_identity > 1000, "the open rows without an account");
-    let rules = OracleRules { stages: 2, windows: vec![120 * DAY, 0], timeout: 180 * DAY };
+    let rules = OracleRules {
+        stages: 2,
+        windows: vec![120 * DAY, 0],
+        timeout: 180 * DAY,
+    };
     assert_funnel_eq(&summary, 0, &oracle(&accounts, &rules, newest));
     assert!(summary.funnels[0].journeys_lost > 0);
 }
@@ -157,23 +203,39 @@ conversion = "conversion"
 #[test]
 fn ad_touch_log_out_of_order_matches_the_oracle() {
     let rows = csv_rows(&datasets().join("multi_touch_attribution/attribution_data.csv"));
-    assert_eq!(rows.len(), 62_482);
+    assert_eq!(rows.len(), 62_483);
     let mut messages = Vec::new();
     let mut accounts: HashMap<String, Vec<OracleTouch>> = HashMap::new();
     let mut newest = i64::MIN;
     for (i, row) in rows.iter().enumerate() {
         let id = format!("touch-{i}");
         let time = spiral::time::parse_rfc3339(&row[1]).expect("RFC 3339 in the file");
-        messages.push(json!({"event_id": id, "occurred_at": row[1], "anonymous_id": row[0],
+        messages.push(
+            json!({"event_id": id, "occurred_at": row[1], "anonymous_id": row[0],
             "account_id": row[0], "touchpoint": row[2], "campaign": row[5], "channel": "online",
-            "revenue": row[4].parse::<f64>().unwrap()}).to_string());
+            "revenue": row[4].parse::<f64>().unwrap()})
+            .to_string(),
+        );
         let stage = Some(if row[2] == "conversion" { 1 } else { 0 });
-        accounts.entry(row[0].clone()).or_default().push(OracleTouch { time, id, online: true, stage, lost: false });
+        accounts
+            .entry(row[0].clone())
+            .or_default()
+            .push(OracleTouch {
+                time,
+                id,
+                online: true,
+                stage,
+                lost: false,
+            });
         newest = newest.max(time);
     }
     let summary = replay(ADS, &messages);
-    let rules = OracleRules { stages: 2, windows: vec![7 * DAY, 0], timeout: 14 * DAY };
+    let rules = OracleRules {
+        stages: 2,
+        windows: vec![7 * DAY, 0],
+        timeout: 14 * DAY,
+    };
     assert_funnel_eq(&summary, 0, &oracle(&accounts, &rules, newest));
-    assert_eq!(summary.events.accepted, 62_482);
+    assert_eq!(summary.events.accepted, 62_483);
     assert!(summary.events.late > 1000, "the log is not in time order");
 }

@@ -112,15 +112,28 @@ fn messages(specs: &[Spec]) -> Vec<String> {
         .enumerate()
         .map(|(i, s)| {
             let a = s.account;
-            let mut m = json!({"event_id": format!("e{i}"), "occurred_at": T0 + s.day * DAY + s.jitter});
+            let mut m =
+                json!({"event_id": format!("e{i}"), "occurred_at": T0 + s.day * DAY + s.jitter});
             let ids: &[(&str, String)] = &match (s.identify, s.carrier) {
-                (true, 0 | 1) => vec![("anonymous_id", format!("x{a}")), ("contact_id", format!("c{a}"))],
-                (true, _) => vec![("contact_id", format!("c{a}")), ("account_id", format!("acct{a}"))],
+                (true, 0 | 1) => vec![
+                    ("anonymous_id", format!("x{a}")),
+                    ("contact_id", format!("c{a}")),
+                ],
+                (true, _) => vec![
+                    ("contact_id", format!("c{a}")),
+                    ("account_id", format!("acct{a}")),
+                ],
                 (false, 0) => vec![("account_id", format!("acct{a}"))],
                 (false, 1) => vec![("contact_id", format!("c{a}"))],
                 (false, 2) => vec![("anonymous_id", format!("x{a}"))],
-                (false, 3) => vec![("contact_id", format!("c{a}")), ("account_id", format!("acct{a}"))],
-                (false, _) => vec![("anonymous_id", format!("x{a}")), ("contact_id", format!("c{a}"))],
+                (false, 3) => vec![
+                    ("contact_id", format!("c{a}")),
+                    ("account_id", format!("acct{a}")),
+                ],
+                (false, _) => vec![
+                    ("anonymous_id", format!("x{a}")),
+                    ("contact_id", format!("c{a}")),
+                ],
             };
             for (k, v) in ids {
                 m[*k] = v.clone().into();
@@ -159,7 +172,9 @@ fn replay_with(config: &str, messages: &[String]) -> (Summary, spiral::engine::E
     let config = Config::parse(config, "test.toml").unwrap();
     let mut replayer = Replayer::new(&config, std::io::sink()).unwrap();
     for (i, m) in messages.iter().enumerate() {
-        replayer.message(m.as_bytes(), "test", i as u64 + 1).unwrap();
+        replayer
+            .message(m.as_bytes(), "test", i as u64 + 1)
+            .unwrap();
     }
     replayer.finish(None).unwrap()
 }
@@ -292,7 +307,11 @@ fn splitting_the_input_across_files_changes_nothing() {
     let config = Config::parse(&format!("{HASTY}{FUNNELS}"), "t").unwrap();
     let write = |name: &str, part: &[String]| {
         let path = dir.path().join(name);
-        std::fs::write(&path, part.iter().map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+        std::fs::write(
+            &path,
+            part.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
         path
     };
     let run = |inputs: Vec<std::path::PathBuf>, out: &str| {
@@ -306,9 +325,15 @@ fn splitting_the_input_across_files_changes_nothing() {
         replay::run(&config, &options).unwrap().0
     };
     let whole = run(vec![write("all.jsonl", &lines)], "one.json");
-    let parts = vec![write("p1.jsonl", &lines[..1]), write("p2.jsonl", &lines[1..150]), write("p3.jsonl", &[]), write("p4.jsonl", &lines[150..])];
+    let parts = vec![
+        write("p1.jsonl", &lines[..1]),
+        write("p2.jsonl", &lines[1..150]),
+        write("p3.jsonl", &[]),
+        write("p4.jsonl", &lines[150..]),
+    ];
     let split = run(parts, "split.json");
     assert_eq!(whole, split);
-    let on_disk: Summary = serde_json::from_slice(&std::fs::read(dir.path().join("split.json")).unwrap()).unwrap();
+    let on_disk: Summary =
+        serde_json::from_slice(&std::fs::read(dir.path().join("split.json")).unwrap()).unwrap();
     assert_eq!(on_disk, split);
 }

@@ -51,22 +51,16 @@ impl Accounts {
         i
     }
 
+    #[cfg(test)]
     pub fn find(&self, arena: &StrArena, name: &[u8]) -> Option<u32> {
         self.names.get(arena, name)
-    }
-
-    pub fn name<'a>(&self, arena: &'a StrArena, account: u32) -> &'a str {
-        self.names.name(arena, account)
     }
 
     pub fn len(&self) -> usize {
         self.accounts.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty()
-    }
-
+    #[cfg(test)]
     pub fn touches(&self, account: u32) -> &[Touch] {
         &self.accounts[account as usize].touches
     }
@@ -110,7 +104,8 @@ impl Accounts {
             journey::walk(touches, from, f, cx.funnels, true, |j, later| {
                 stats.add(j, funnel, cx.watermark, later, 1);
                 if !later {
-                    deadline = deadline.min(j.deadline(funnel, cx.watermark).unwrap_or(Millis::MAX));
+                    deadline =
+                        deadline.min(j.deadline(funnel, cx.watermark).unwrap_or(Millis::MAX));
                 }
             });
         }
@@ -158,9 +153,16 @@ impl Accounts {
     }
 
     /// Visits every journey of every account in funnel `f` (for recomputing from scratch).
-    pub fn for_each_journey(&mut self, f: usize, funnels: &Funnels, mut visit: impl FnMut(u32, &Journey, bool)) {
+    pub fn for_each_journey(
+        &mut self,
+        f: usize,
+        funnels: &Funnels,
+        mut visit: impl FnMut(u32, &Journey, bool),
+    ) {
         for (i, account) in self.accounts.iter_mut().enumerate() {
-            journey::walk(&mut account.touches, 0, f, funnels, false, |j, later| visit(i as u32, j, later));
+            journey::walk(&mut account.touches, 0, f, funnels, false, |j, later| {
+                visit(i as u32, j, later)
+            });
         }
     }
 

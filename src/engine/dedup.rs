@@ -54,6 +54,7 @@ impl Dedup {
         }
     }
 
+    #[cfg(test)]
     fn expired(&self, slot: Slot, watermark: Millis) -> bool {
         watermark > slot.time().saturating_add(self.window)
     }
@@ -82,8 +83,9 @@ impl Dedup {
         let at = arena.push(id);
         let hasher = &self.hasher;
         let arena = &*arena;
-        self.table
-            .insert_unique(hash, Slot::new(at, time), |slot| hasher.hash_one(arena.get(slot.id)));
+        self.table.insert_unique(hash, Slot::new(at, time), |slot| {
+            hasher.hash_one(arena.get(slot.id))
+        });
         Some(at)
     }
 
@@ -103,10 +105,6 @@ impl Dedup {
     /// Ids currently remembered (including forgotten ones not yet purged).
     pub fn len(&self) -> usize {
         self.table.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
     }
 
     #[cfg(test)]
@@ -145,7 +143,9 @@ mod tests {
         // At exactly window past the first copy it is still remembered…
         assert!(dedup.accept(&mut arena, b"e1", DAY, 31 * DAY).is_none());
         // …one millisecond later it is forgotten, and the new copy is remembered from its time.
-        let again = dedup.accept(&mut arena, b"e1", 40 * DAY, 31 * DAY + 1).unwrap();
+        let again = dedup
+            .accept(&mut arena, b"e1", 40 * DAY, 31 * DAY + 1)
+            .unwrap();
         assert_eq!(first, again, "the stored bytes are reused");
         assert!(dedup.is_remembered(&arena, b"e1", 70 * DAY));
         assert!(!dedup.is_remembered(&arena, b"e1", 70 * DAY + 1));
@@ -156,7 +156,12 @@ mod tests {
         let mut arena = StrArena::default();
         let mut dedup = Dedup::new(DAY);
         for i in 0..100 {
-            dedup.accept(&mut arena, format!("e{i}").as_bytes(), i * DAY / 10, Millis::MIN);
+            dedup.accept(
+                &mut arena,
+                format!("e{i}").as_bytes(),
+                i * DAY / 10,
+                Millis::MIN,
+            );
         }
         dedup.purge(5 * DAY);
         assert!(dedup.len() < 100);

@@ -104,26 +104,27 @@ impl Identity {
     /// Records the links an accepted event carries and pushes onto `joined` every waiting
     /// touch they resolve, with its account.
     pub fn link(&mut self, ids: Ids, joined: &mut Vec<(u32, Touch)>) {
-        if let (Some(anon), Some(contact)) = (ids.anon, ids.contact) {
-            if self.set_link(LinkKind::AnonContact, anon, contact) && self.anon_account[anon as usize] == NONE {
-                if self.contact_account[contact as usize] != NONE {
-                    self.release(Node::Anon(anon), joined);
-                } else if self.waiting_on.contains_key(&Node::Anon(anon)) {
-                    self.anons_by_contact.entry(contact).or_default().push(anon);
-                }
-            }
-        }
-        if let (Some(anon), Some(account)) = (ids.anon, ids.account) {
-            if self.set_link(LinkKind::AnonAccount, anon, account) {
+        if let (Some(anon), Some(contact)) = (ids.anon, ids.contact)
+            && self.set_link(LinkKind::AnonContact, anon, contact)
+            && self.anon_account[anon as usize] == NONE
+        {
+            if self.contact_account[contact as usize] != NONE {
                 self.release(Node::Anon(anon), joined);
+            } else if self.waiting_on.contains_key(&Node::Anon(anon)) {
+                self.anons_by_contact.entry(contact).or_default().push(anon);
             }
         }
-        if let (Some(contact), Some(account)) = (ids.contact, ids.account) {
-            if self.set_link(LinkKind::ContactAccount, contact, account) {
-                self.release(Node::Contact(contact), joined);
-                for anon in self.anons_by_contact.remove(&contact).unwrap_or_default() {
-                    self.release(Node::Anon(anon), joined);
-                }
+        if let (Some(anon), Some(account)) = (ids.anon, ids.account)
+            && self.set_link(LinkKind::AnonAccount, anon, account)
+        {
+            self.release(Node::Anon(anon), joined);
+        }
+        if let (Some(contact), Some(account)) = (ids.contact, ids.account)
+            && self.set_link(LinkKind::ContactAccount, contact, account)
+        {
+            self.release(Node::Contact(contact), joined);
+            for anon in self.anons_by_contact.remove(&contact).unwrap_or_default() {
+                self.release(Node::Anon(anon), joined);
             }
         }
     }
@@ -151,11 +152,16 @@ impl Identity {
     /// contact's linked account; else its anonymous id's linked account, directly or through
     /// a linked contact.
     pub fn resolve(&self, ids: Ids) -> Option<u32> {
-        ids.account.or_else(|| self.resolve_waiting(ids.contact.unwrap_or(NONE), ids.anon.unwrap_or(NONE)))
+        ids.account
+            .or_else(|| self.resolve_waiting(ids.contact.unwrap_or(NONE), ids.anon.unwrap_or(NONE)))
     }
 
     fn resolve_waiting(&self, contact: u32, anon: u32) -> Option<u32> {
-        let of_contact = |c: u32| (c != NONE).then(|| self.contact_account[c as usize]).filter(|&a| a != NONE);
+        let of_contact = |c: u32| {
+            (c != NONE)
+                .then(|| self.contact_account[c as usize])
+                .filter(|&a| a != NONE)
+        };
         of_contact(contact).or_else(|| {
             if anon == NONE {
                 return None;
@@ -176,21 +182,39 @@ impl Identity {
         let slot = match self.free.pop() {
             Some(i) => {
                 let generation = self.slots[i as usize].generation;
-                self.slots[i as usize] = Waiting { touch, contact, anon, generation, live: true };
+                self.slots[i as usize] = Waiting {
+                    touch,
+                    contact,
+                    anon,
+                    generation,
+                    live: true,
+                };
                 i
             }
             None => {
-                self.slots.push(Waiting { touch, contact, anon, generation: 0, live: true });
+                self.slots.push(Waiting {
+                    touch,
+                    contact,
+                    anon,
+                    generation: 0,
+                    live: true,
+                });
                 (self.slots.len() - 1) as u32
             }
         };
         let generation = self.slots[slot as usize].generation;
         self.live += 1;
         if contact != NONE {
-            self.waiting_on.entry(Node::Contact(contact)).or_default().push((slot, generation));
+            self.waiting_on
+                .entry(Node::Contact(contact))
+                .or_default()
+                .push((slot, generation));
         }
         if anon != NONE {
-            self.waiting_on.entry(Node::Anon(anon)).or_default().push((slot, generation));
+            self.waiting_on
+                .entry(Node::Anon(anon))
+                .or_default()
+                .push((slot, generation));
             let via = self.anon_contact[anon as usize];
             if via != NONE && via != contact {
                 self.anons_by_contact.entry(via).or_default().push(anon);
@@ -296,7 +320,10 @@ impl Identity {
     pub fn heap_bytes(&self) -> usize {
         self.contacts.heap_bytes()
             + self.anons.heap_bytes()
-            + (self.contact_account.capacity() + self.anon_account.capacity() + self.anon_contact.capacity()) * 4
+            + (self.contact_account.capacity()
+                + self.anon_account.capacity()
+                + self.anon_contact.capacity())
+                * 4
             + self.slots.capacity() * size_of::<Waiting>()
             + self.expiry.capacity() * 16
     }

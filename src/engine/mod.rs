@@ -26,7 +26,9 @@ use store::StrArena;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Applied {
     /// Accepted; `late` when its event time was older than the watermark when it was read.
-    Accepted { late: bool },
+    Accepted {
+        late: bool,
+    },
     Duplicate,
 }
 
@@ -91,10 +93,12 @@ impl Engine {
     pub fn apply(&mut self, event: &Event<'_>) -> Applied {
         self.counters.received += 1;
         let time = event.occurred_at;
-        let Some(id) = self
-            .dedup
-            .accept(&mut self.arena, event.event_id.as_bytes(), time, self.watermark)
-        else {
+        let Some(id) = self.dedup.accept(
+            &mut self.arena,
+            event.event_id.as_bytes(),
+            time,
+            self.watermark,
+        ) else {
             self.counters.duplicates += 1;
             return Applied::Duplicate;
         };
@@ -135,9 +139,18 @@ impl Engine {
     fn intern_ids(&mut self, event: &Event<'_>) -> Ids {
         let arena = &mut self.arena;
         Ids {
-            account: event.account_id.as_deref().map(|a| self.accounts.intern(arena, a.as_bytes())),
-            contact: event.contact_id.as_deref().map(|c| self.identity.contact(arena, c.as_bytes())),
-            anon: event.anonymous_id.as_deref().map(|a| self.identity.anon(arena, a.as_bytes())),
+            account: event
+                .account_id
+                .as_deref()
+                .map(|a| self.accounts.intern(arena, a.as_bytes())),
+            contact: event
+                .contact_id
+                .as_deref()
+                .map(|c| self.identity.contact(arena, c.as_bytes())),
+            anon: event
+                .anonymous_id
+                .as_deref()
+                .map(|a| self.identity.anon(arena, a.as_bytes())),
         }
     }
 
@@ -196,14 +209,28 @@ impl Engine {
 
     /// The summary of SPEC §5.1 at the current watermark.
     pub fn summary(&self) -> Summary {
-        summary::build(self.watermark(), &self.counters, self.identity.unresolved, self.identity.conflicts, &self.funnels, &self.stats)
+        summary::build(
+            self.watermark(),
+            &self.counters,
+            self.identity.unresolved,
+            self.identity.conflicts,
+            &self.funnels,
+            &self.stats,
+        )
     }
 
     /// The summary with outcomes decided at `watermark` instead (replay's `--watermark`).
     /// Counts that depend on arrival (late, unresolved, duplicates) stay as they are.
     pub fn summary_at(&mut self, watermark: Millis) -> Summary {
         let stats = self.recompute_stats(watermark);
-        summary::build(Some(watermark), &self.counters, self.identity.unresolved, self.identity.conflicts, &self.funnels, &stats)
+        summary::build(
+            Some(watermark),
+            &self.counters,
+            self.identity.unresolved,
+            self.identity.conflicts,
+            &self.funnels,
+            &stats,
+        )
     }
 
     /// Funnel counters computed from scratch over every account at `watermark`: the slow,
@@ -214,7 +241,9 @@ impl Engine {
             let funnel = &self.funnels.funnels[f];
             let mut stats = FunnelStats::new(funnel);
             self.accounts
-                .for_each_journey(f, &self.funnels, |_, j, later| stats.add(j, funnel, watermark, later, 1));
+                .for_each_journey(f, &self.funnels, |_, j, later| {
+                    stats.add(j, funnel, watermark, later, 1)
+                });
             all.push(stats);
         }
         all

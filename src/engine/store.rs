@@ -88,7 +88,10 @@ impl Interner {
     pub fn intern(&mut self, arena: &mut StrArena, name: &[u8]) -> (u32, bool) {
         let hash = self.hasher.hash_one(name);
         let names = &self.names;
-        if let Some(&i) = self.table.find(hash, |&i| arena.get(names[i as usize]) == name) {
+        if let Some(&i) = self
+            .table
+            .find(hash, |&i| arena.get(names[i as usize]) == name)
+        {
             return (i, false);
         }
         let i = u32::try_from(self.names.len()).expect("fewer than 2^32 names");

@@ -64,7 +64,11 @@ fn touch(id: &str, at: Millis, touchpoint: &str) -> Event<'static> {
         contact_id: None,
         anonymous_id: None,
         touchpoint: Some(Cow::Owned(touchpoint.to_string())),
-        channel: Some(if online { Channel::Online } else { Channel::Offline }),
+        channel: Some(if online {
+            Channel::Online
+        } else {
+            Channel::Offline
+        }),
         stage: None,
         campaign: None,
         source: None,
@@ -83,7 +87,13 @@ fn acct(id: &str, at: Millis, touchpoint: &str) -> Event<'static> {
     for_account(touch(id, at, touchpoint), "acme")
 }
 
-fn identify(id: &str, at: Millis, account: Option<&str>, contact: Option<&str>, anon: Option<&str>) -> Event<'static> {
+fn identify(
+    id: &str,
+    at: Millis,
+    account: Option<&str>,
+    contact: Option<&str>,
+    anon: Option<&str>,
+) -> Event<'static> {
     let mut e = touch(id, at, "visit");
     e.event_type = EventType::Identify;
     e.touchpoint = None;
@@ -107,7 +117,10 @@ fn run(engine: &mut Engine, events: &[Event<'static>]) -> Summary {
 fn check_incremental(engine: &mut Engine) {
     let w = engine.watermark.max(Millis::MIN + 1);
     let fresh = engine.recompute_stats(w);
-    assert_eq!(engine.stats, fresh, "incremental counters drifted from a full recomputation");
+    assert_eq!(
+        engine.stats, fresh,
+        "incremental counters drifted from a full recomputation"
+    );
 }
 
 fn stage(summary: &Summary, s: usize) -> &StageSummary {
@@ -122,21 +135,37 @@ fn eco(summary: &Summary, s: usize) -> (i64, i64, i64, i64) {
 
 #[test]
 fn conversion_exactly_at_the_window_is_converted() {
-    let s = run(&mut engine(), &[acct("e1", T0, "visit"), acct("e2", T0 + 10 * DAY, "scan")]);
+    let s = run(
+        &mut engine(),
+        &[acct("e1", T0, "visit"), acct("e2", T0 + 10 * DAY, "scan")],
+    );
     assert_eq!(eco(&s, 0), (1, 1, 0, 0));
     assert_eq!(stage(&s, 0).conversion_ms_sum, 10 * DAY);
 }
 
 #[test]
 fn conversion_a_millisecond_after_the_window_is_dropped() {
-    let s = run(&mut engine(), &[acct("e1", T0, "visit"), acct("e2", T0 + 10 * DAY + 1, "scan")]);
+    let s = run(
+        &mut engine(),
+        &[
+            acct("e1", T0, "visit"),
+            acct("e2", T0 + 10 * DAY + 1, "scan"),
+        ],
+    );
     assert_eq!(eco(&s, 0), (1, 0, 1, 0));
-    assert_eq!(eco(&s, 1), (1, 0, 0, 1), "b entered, still within its 20d window");
+    assert_eq!(
+        eco(&s, 1),
+        (1, 0, 0, 1),
+        "b entered, still within its 20d window"
+    );
 }
 
 #[test]
 fn per_stage_window_overrides_the_default() {
-    let s = run(&mut engine(), &[acct("e1", T0, "scan"), acct("e2", T0 + 15 * DAY, "sign")]);
+    let s = run(
+        &mut engine(),
+        &[acct("e1", T0, "scan"), acct("e2", T0 + 15 * DAY, "sign")],
+    );
     assert_eq!(eco(&s, 1), (1, 1, 0, 0), "b has a 20d window");
 }
 
@@ -167,7 +196,11 @@ fn explicit_stage_beats_the_rules() {
 fn lost_closes_the_journey_and_drops_its_open_stage() {
     let s = run(
         &mut engine(),
-        &[acct("e1", T0, "visit"), acct("e2", T0 + DAY, "nope"), acct("e3", T0 + 2 * DAY, "visit")],
+        &[
+            acct("e1", T0, "visit"),
+            acct("e2", T0 + DAY, "nope"),
+            acct("e3", T0 + 2 * DAY, "visit"),
+        ],
     );
     let f = &s.funnels[0];
     assert_eq!((f.journeys, f.journeys_lost, f.journeys_won), (2, 1, 0));
@@ -185,20 +218,32 @@ fn stage_lost_is_lost_too() {
 
 #[test]
 fn gap_of_exactly_the_timeout_stays_in_the_journey() {
-    let s = run(&mut engine(), &[acct("e1", T0, "note"), acct("e2", T0 + 30 * DAY, "visit")]);
+    let s = run(
+        &mut engine(),
+        &[acct("e1", T0, "note"), acct("e2", T0 + 30 * DAY, "visit")],
+    );
     assert_eq!(s.funnels[0].journeys, 1);
 }
 
 #[test]
 fn gap_past_the_timeout_opens_a_journey_and_drops_the_open_stage() {
-    let s = run(&mut engine(), &[acct("e1", T0, "visit"), acct("e2", T0 + 30 * DAY + 1, "note")]);
+    let s = run(
+        &mut engine(),
+        &[
+            acct("e1", T0, "visit"),
+            acct("e2", T0 + 30 * DAY + 1, "note"),
+        ],
+    );
     assert_eq!(s.funnels[0].journeys, 2);
     assert_eq!(eco(&s, 0), (1, 0, 1, 0));
 }
 
 #[test]
 fn won_journey_is_closed_and_the_next_touch_opens_another() {
-    let s = run(&mut engine(), &[acct("e1", T0, "sign"), acct("e2", T0 + DAY, "visit")]);
+    let s = run(
+        &mut engine(),
+        &[acct("e1", T0, "sign"), acct("e2", T0 + DAY, "visit")],
+    );
     let f = &s.funnels[0];
     assert_eq!((f.journeys, f.journeys_won), (2, 1));
     assert_eq!(eco(&s, 0), (2, 1, 0, 1));
@@ -207,7 +252,8 @@ fn won_journey_is_closed_and_the_next_touch_opens_another() {
 #[test]
 fn later_journey_makes_earlier_open_stages_dropped() {
     // With a watermark far behind, only the existence of the second journey decides.
-    let mut ev = engine_with(&CONFIG.replace("allowed_lateness = \"0s\"", "allowed_lateness = \"100d\""));
+    let mut ev =
+        engine_with(&CONFIG.replace("allowed_lateness = \"0s\"", "allowed_lateness = \"100d\""));
     ev.apply(&acct("e1", T0, "visit"));
     ev.apply(&acct("e2", T0 + 31 * DAY, "note"));
     let s = ev.summary();
@@ -219,7 +265,14 @@ fn later_journey_makes_earlier_open_stages_dropped() {
 #[test]
 fn lost_journey_then_a_new_one() {
     let mut ev = engine();
-    let s = run(&mut ev, &[acct("e1", T0, "scan"), acct("e2", T0 + DAY, "nope"), acct("e3", T0 + 2 * DAY, "scan")]);
+    let s = run(
+        &mut ev,
+        &[
+            acct("e1", T0, "scan"),
+            acct("e2", T0 + DAY, "nope"),
+            acct("e3", T0 + 2 * DAY, "scan"),
+        ],
+    );
     assert_eq!(eco(&s, 0), (2, 2, 0, 0), "hopping converts a");
     assert_eq!(eco(&s, 1), (2, 0, 1, 1));
 }
@@ -232,7 +285,10 @@ fn watermark_passing_the_window_drops_an_open_stage() {
     // Another account's touch moves the watermark (lateness 0) to exactly the window: open.
     ev.apply(&for_account(touch("x1", T0 + 10 * DAY, "note"), "other"));
     assert_eq!(eco(&ev.summary(), 0), (1, 0, 0, 1));
-    ev.apply(&for_account(touch("x2", T0 + 10 * DAY + 1, "note"), "other"));
+    ev.apply(&for_account(
+        touch("x2", T0 + 10 * DAY + 1, "note"),
+        "other",
+    ));
     assert_eq!(eco(&ev.summary(), 0), (1, 0, 1, 0));
     check_incremental(&mut ev);
 }
@@ -242,7 +298,10 @@ fn watermark_passing_the_timeout_drops_a_stage_with_a_longer_window() {
     let text = CONFIG.replace("conversion_window = \"10d\"", "conversion_window = \"60d\"");
     let mut ev = engine_with(&text);
     ev.apply(&acct("e1", T0, "visit"));
-    ev.apply(&for_account(touch("x1", T0 + 30 * DAY + 1, "note"), "other"));
+    ev.apply(&for_account(
+        touch("x1", T0 + 30 * DAY + 1, "note"),
+        "other",
+    ));
     assert_eq!(eco(&ev.summary(), 0), (1, 0, 1, 0));
     check_incremental(&mut ev);
 }
@@ -254,7 +313,10 @@ fn late_touch_counts_at_its_event_time_and_converts() {
     ev.apply(&for_account(touch("x1", T0 + 20 * DAY, "note"), "other"));
     assert_eq!(eco(&ev.summary(), 0), (1, 0, 1, 0));
     // Arrives late, but happened within the window: a late correction to converted.
-    assert_eq!(ev.apply(&acct("e2", T0 + 5 * DAY, "scan")), Applied::Accepted { late: true });
+    assert_eq!(
+        ev.apply(&acct("e2", T0 + 5 * DAY, "scan")),
+        Applied::Accepted { late: true }
+    );
     let s = ev.summary();
     assert_eq!(eco(&s, 0), (1, 1, 0, 0));
     assert_eq!(s.events.late, 1);
@@ -264,7 +326,11 @@ fn late_touch_counts_at_its_event_time_and_converts() {
 #[test]
 fn late_lost_touch_splits_an_existing_journey() {
     let mut ev = engine();
-    for e in [acct("e1", T0, "visit"), acct("e3", T0 + 2 * DAY, "scan"), acct("e4", T0 + 3 * DAY, "sign")] {
+    for e in [
+        acct("e1", T0, "visit"),
+        acct("e3", T0 + 2 * DAY, "scan"),
+        acct("e4", T0 + 3 * DAY, "sign"),
+    ] {
         ev.apply(&e);
     }
     ev.apply(&acct("e2", T0 + DAY, "nope"));
@@ -281,19 +347,33 @@ fn turns_count_channel_changes_up_to_the_entering_touch() {
     // offline → online → offline is two turns.
     let s = run(
         &mut engine(),
-        &[acct("e1", T0, "call"), acct("e2", T0 + DAY, "note"), acct("e3", T0 + 2 * DAY, "sign")],
+        &[
+            acct("e1", T0, "call"),
+            acct("e2", T0 + DAY, "note"),
+            acct("e3", T0 + 2 * DAY, "sign"),
+        ],
     );
     // Stage b was entered by the first touch (offline, 0 turns); c by the third, after 2 turns.
     assert_eq!(stage(&s, 1).turns_before_entry.as_array(), [1, 0, 0, 0, 0]);
     assert_eq!(stage(&s, 2).turns_before_entry.as_array(), [0, 0, 1, 0, 0]);
-    assert_eq!((stage(&s, 2).entered_by_channel.online, stage(&s, 2).entered_by_channel.offline), (0, 1));
+    assert_eq!(
+        (
+            stage(&s, 2).entered_by_channel.online,
+            stage(&s, 2).entered_by_channel.offline
+        ),
+        (0, 1)
+    );
 }
 
 #[test]
 fn four_or_more_turns_share_a_bucket() {
     let mut events = Vec::new();
     for i in 0..6 {
-        events.push(acct(&format!("e{i}"), T0 + i * DAY, if i % 2 == 0 { "note" } else { "call" }));
+        events.push(acct(
+            &format!("e{i}"),
+            T0 + i * DAY,
+            if i % 2 == 0 { "note" } else { "call" },
+        ));
     }
     events.push(acct("e9", T0 + 7 * DAY, "sign"));
     let s = run(&mut engine(), &events);
@@ -307,15 +387,29 @@ fn same_time_touches_are_ordered_by_event_id_bytes() {
     for order in [[0, 1], [1, 0]] {
         let events = [acct("e-a", T0, "nope"), acct("e-b", T0, "sign")];
         let mut ev = engine();
-        let s = run(&mut ev, &[events[order[0]].clone(), events[order[1]].clone()]);
+        let s = run(
+            &mut ev,
+            &[events[order[0]].clone(), events[order[1]].clone()],
+        );
         let f = &s.funnels[0];
-        assert_eq!((f.journeys, f.journeys_lost, f.journeys_won), (2, 1, 1), "order {order:?}");
+        assert_eq!(
+            (f.journeys, f.journeys_lost, f.journeys_won),
+            (2, 1, 1),
+            "order {order:?}"
+        );
     }
 }
 
 #[test]
 fn unstaged_touches_open_journeys_and_count_as_activity() {
-    let s = run(&mut engine(), &[acct("e1", T0, "note"), acct("e2", T0 + 25 * DAY, "note"), acct("e3", T0 + 50 * DAY, "visit")]);
+    let s = run(
+        &mut engine(),
+        &[
+            acct("e1", T0, "note"),
+            acct("e2", T0 + 25 * DAY, "note"),
+            acct("e3", T0 + 50 * DAY, "visit"),
+        ],
+    );
     assert_eq!(s.funnels[0].journeys, 1, "each gap is under the timeout");
     assert_eq!(stage(&s, 0).turns_before_entry.as_array(), [1, 0, 0, 0, 0]);
 }
@@ -323,8 +417,18 @@ fn unstaged_touches_open_journeys_and_count_as_activity() {
 #[test]
 fn duplicates_are_counted_and_change_nothing() {
     let mut ev = engine();
-    let s = run(&mut ev, &[acct("e1", T0, "visit"), acct("e1", T0, "visit"), acct("e1", T0 + DAY, "sign")]);
-    assert_eq!((s.events.accepted, s.events.duplicates, s.events.received), (1, 2, 3));
+    let s = run(
+        &mut ev,
+        &[
+            acct("e1", T0, "visit"),
+            acct("e1", T0, "visit"),
+            acct("e1", T0 + DAY, "sign"),
+        ],
+    );
+    assert_eq!(
+        (s.events.accepted, s.events.duplicates, s.events.received),
+        (1, 2, 3)
+    );
     assert_eq!(stage(&s, 0).entered, 1);
     assert_eq!(stage(&s, 2).entered, 0);
 }
@@ -335,8 +439,14 @@ fn an_id_is_forgotten_after_the_dedup_window() {
     ev.apply(&acct("e1", T0, "visit"));
     ev.apply(&for_account(touch("x1", T0 + 30 * DAY, "note"), "other"));
     assert_eq!(ev.apply(&acct("e1", T0, "visit")), Applied::Duplicate);
-    ev.apply(&for_account(touch("x2", T0 + 30 * DAY + 1, "note"), "other"));
-    assert_eq!(ev.apply(&acct("e1", T0 + 31 * DAY, "visit")), Applied::Accepted { late: false });
+    ev.apply(&for_account(
+        touch("x2", T0 + 30 * DAY + 1, "note"),
+        "other",
+    ));
+    assert_eq!(
+        ev.apply(&acct("e1", T0 + 31 * DAY, "visit")),
+        Applied::Accepted { late: false }
+    );
 }
 
 #[test]
@@ -348,7 +458,13 @@ fn anonymous_touches_wait_and_join_through_contact_and_account_links() {
     assert_eq!(ev.pending(), 1);
     ev.apply(&identify("i1", T0 + DAY, None, Some("c1"), Some("cookie")));
     assert_eq!(ev.pending(), 1, "the contact has no account yet");
-    ev.apply(&identify("i2", T0 + 2 * DAY, Some("acme"), Some("c1"), None));
+    ev.apply(&identify(
+        "i2",
+        T0 + 2 * DAY,
+        Some("acme"),
+        Some("c1"),
+        None,
+    ));
     assert_eq!(ev.pending(), 0);
     let mut scan = touch("e2", T0 + 3 * DAY, "scan");
     scan.contact_id = Some(Cow::Borrowed("c1"));
@@ -382,7 +498,10 @@ fn anonymous_id_linked_directly_to_an_account_resolves() {
     let mut visit = touch("e1", T0, "visit");
     visit.anonymous_id = Some(Cow::Borrowed("cookie"));
     ev.apply(&visit);
-    let s = run(&mut ev, &[identify("i1", T0 + DAY, Some("acme"), None, Some("cookie"))]);
+    let s = run(
+        &mut ev,
+        &[identify("i1", T0 + DAY, Some("acme"), None, Some("cookie"))],
+    );
     assert_eq!(stage(&s, 0).entered, 1);
 }
 
@@ -396,7 +515,12 @@ fn first_link_wins_and_conflicts_are_counted() {
     call.contact_id = Some(Cow::Borrowed("c1"));
     let s = run(&mut ev, &[call]);
     assert_eq!(s.events.identity_conflicts, 1);
-    assert_eq!(ev.accounts.touches(ev.accounts.find(&ev.arena, b"acme").unwrap()).len(), 1);
+    assert_eq!(
+        ev.accounts
+            .touches(ev.accounts.find(&ev.arena, b"acme").unwrap())
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -407,7 +531,12 @@ fn touch_with_its_own_account_ignores_a_conflicting_contact_link() {
     call.contact_id = Some(Cow::Borrowed("c1"));
     let s = run(&mut ev, &[call]);
     assert_eq!(s.events.identity_conflicts, 1);
-    assert_eq!(ev.accounts.touches(ev.accounts.find(&ev.arena, b"globex").unwrap()).len(), 1);
+    assert_eq!(
+        ev.accounts
+            .touches(ev.accounts.find(&ev.arena, b"globex").unwrap())
+            .len(),
+        1
+    );
 }
 
 #[test]
@@ -417,11 +546,27 @@ fn waiting_touch_is_unresolved_once_the_watermark_passes_the_ttl() {
     visit.anonymous_id = Some(Cow::Borrowed("cookie"));
     ev.apply(&visit);
     ev.apply(&for_account(touch("x1", T0 + 10 * DAY, "note"), "other"));
-    assert_eq!((ev.pending(), ev.summary().events.unresolved), (1, 0), "exactly at the ttl it still waits");
-    ev.apply(&for_account(touch("x2", T0 + 10 * DAY + 1, "note"), "other"));
+    assert_eq!(
+        (ev.pending(), ev.summary().events.unresolved),
+        (1, 0),
+        "exactly at the ttl it still waits"
+    );
+    ev.apply(&for_account(
+        touch("x2", T0 + 10 * DAY + 1, "note"),
+        "other",
+    ));
     assert_eq!((ev.pending(), ev.summary().events.unresolved), (0, 1));
     // A link arriving now finds nothing to resolve.
-    let s = run(&mut ev, &[identify("i1", T0 + 11 * DAY, Some("acme"), None, Some("cookie"))]);
+    let s = run(
+        &mut ev,
+        &[identify(
+            "i1",
+            T0 + 11 * DAY,
+            Some("acme"),
+            None,
+            Some("cookie"),
+        )],
+    );
     assert_eq!(stage(&s, 0).entered, 0);
 }
 
@@ -431,7 +576,10 @@ fn several_funnels_run_side_by_side() {
         "{CONFIG}\n[[funnel]]\nname = \"g\"\nstages = [\"x\", \"y\"]\nconversion_window = \"1d\"\n[funnel.rules]\nsign = \"x\"\nnote = \"y\"\n"
     );
     let mut ev = engine_with(&text);
-    let s = run(&mut ev, &[acct("e1", T0, "sign"), acct("e2", T0 + DAY, "note")]);
+    let s = run(
+        &mut ev,
+        &[acct("e1", T0, "sign"), acct("e2", T0 + DAY, "note")],
+    );
     assert_eq!(s.funnels.len(), 2);
     assert_eq!(s.funnels[0].journeys_won, 1);
     assert_eq!(s.funnels[1].stages[0].converted, 1);
@@ -441,11 +589,20 @@ fn several_funnels_run_side_by_side() {
 #[test]
 fn summary_at_an_earlier_watermark_reopens_stages() {
     let mut ev = engine();
-    run(&mut ev, &[acct("e1", T0, "visit"), for_account(touch("x", T0 + 40 * DAY, "note"), "other")]);
+    run(
+        &mut ev,
+        &[
+            acct("e1", T0, "visit"),
+            for_account(touch("x", T0 + 40 * DAY, "note"), "other"),
+        ],
+    );
     assert_eq!(eco(&ev.summary(), 0), (1, 0, 1, 0));
     let s = ev.summary_at(T0 + 5 * DAY);
     assert_eq!(eco(&s, 0), (1, 0, 0, 1));
-    assert_eq!(s.watermark.as_deref(), Some(crate::time::format_rfc3339(T0 + 5 * DAY).as_str()));
+    assert_eq!(
+        s.watermark.as_deref(),
+        Some(crate::time::format_rfc3339(T0 + 5 * DAY).as_str())
+    );
 }
 
 #[test]
@@ -453,10 +610,25 @@ fn received_adds_up() {
     let mut ev = engine();
     ev.reject(RejectReason::Malformed);
     ev.reject(RejectReason::NoIdentity);
-    let s = run(&mut ev, &[acct("e1", T0, "visit"), acct("e1", T0, "visit"), identify("i", T0, Some("a"), Some("c"), None)]);
+    let s = run(
+        &mut ev,
+        &[
+            acct("e1", T0, "visit"),
+            acct("e1", T0, "visit"),
+            identify("i", T0, Some("a"), Some("c"), None),
+        ],
+    );
     let e = &s.events;
     assert_eq!(e.received, e.accepted + e.duplicates + e.rejected.total());
-    assert_eq!((e.accepted, e.identify, e.rejected.malformed, e.rejected.no_identity), (2, 1, 1, 1));
+    assert_eq!(
+        (
+            e.accepted,
+            e.identify,
+            e.rejected.malformed,
+            e.rejected.no_identity
+        ),
+        (2, 1, 1, 1)
+    );
 }
 
 #[test]
@@ -465,5 +637,8 @@ fn watermark_is_null_before_any_event() {
     assert_eq!(s.watermark, None);
     let json = serde_json::to_string(&s).unwrap();
     assert!(json.starts_with("{\"watermark\":null,\"events\":{\"received\":0,\"accepted\":0,\"duplicates\":0,\"identify\":0,\"unresolved\":0,\"identity_conflicts\":0,\"late\":0,\"rejected\":{\"oversized\":0,"), "{json}");
-    assert!(json.contains("\"turns_before_entry\":{\"0\":0,\"1\":0,\"2\":0,\"3\":0,\"4+\":0}"), "{json}");
+    assert!(
+        json.contains("\"turns_before_entry\":{\"0\":0,\"1\":0,\"2\":0,\"3\":0,\"4+\":0}"),
+        "{json}"
+    );
 }

@@ -119,7 +119,13 @@ impl Journey {
     /// entered too late, the journey was lost, a later journey exists, the watermark is more
     /// than the window past `entered[s]`, or more than `journey_timeout` past the last touch;
     /// else open.
-    pub fn outcome(&self, s: usize, funnel: &Funnel, watermark: Millis, has_later: bool) -> Outcome {
+    pub fn outcome(
+        &self,
+        s: usize,
+        funnel: &Funnel,
+        watermark: Millis,
+        has_later: bool,
+    ) -> Outcome {
         debug_assert!(s < self.reached && s < funnel.last_stage());
         let window = funnel.windows[s];
         if s + 1 < self.reached {
@@ -146,7 +152,8 @@ impl Journey {
             End::Won => Status::Won,
             End::Lost => Status::Lost,
             End::Open
-                if has_later || watermark > self.last_time.saturating_add(funnel.journey_timeout) =>
+                if has_later
+                    || watermark > self.last_time.saturating_add(funnel.journey_timeout) =>
             {
                 Status::Expired
             }
@@ -219,5 +226,8 @@ pub fn journey_start(touches: &[Touch], at: usize, f: usize) -> usize {
     if f >= super::MARKED_FUNNELS {
         return 0;
     }
-    (0..=at).rev().find(|&i| touches[i].starts_journey(f)).unwrap_or(0)
+    (0..=at)
+        .rev()
+        .find(|&i| touches[i].starts_journey(f))
+        .unwrap_or(0)
 }

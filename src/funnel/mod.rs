@@ -113,7 +113,11 @@ impl Funnels {
         let mut stage_names: HashMap<String, u16, RandomState> = HashMap::default();
         stage_names.insert("lost".to_string(), 1);
         for config in configs {
-            let mentioned = config.rules.iter().map(|(t, _)| t).chain(&config.lost_touchpoints);
+            let mentioned = config
+                .rules
+                .iter()
+                .map(|(t, _)| t)
+                .chain(&config.lost_touchpoints);
             for touchpoint in mentioned {
                 let next = touchpoints.len() as u16 + 1;
                 touchpoints.entry(touchpoint.clone()).or_insert(next);
@@ -213,7 +217,8 @@ mod tests {
     use crate::config::Config;
 
     fn funnels() -> Funnels {
-        let config = Config::parse(include_str!("../../config/spiral.toml"), "spiral.toml").unwrap();
+        let config =
+            Config::parse(include_str!("../../config/spiral.toml"), "spiral.toml").unwrap();
         Funnels::new(&config.funnels).unwrap()
     }
 
@@ -232,7 +237,11 @@ mod tests {
         let f = funnels();
         let k = f.kind("web_visit", Some("sql"));
         assert_eq!(f.code(k, 0), 3);
-        assert_eq!(f.code(k, 1), NO_STAGE, "sql is not an expansion stage, web_visit has no rule");
+        assert_eq!(
+            f.code(k, 1),
+            NO_STAGE,
+            "sql is not an expansion stage, web_visit has no rule"
+        );
         let k = f.kind("crm_stage_change", Some("nonsense"));
         assert_eq!(f.code(k, 0), NO_STAGE);
     }

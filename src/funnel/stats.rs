@@ -2,8 +2,8 @@
 //! (SPEC §5.1). Counters are signed so that a journey can be taken back out when a change
 //! (a late touch, a passing deadline) recomputes it.
 
-use super::journey::{End, Journey, Outcome};
 use super::Funnel;
+use super::journey::{End, Journey, Outcome};
 use crate::time::Millis;
 
 /// Buckets of `turns_before_entry`: 0, 1, 2, 3, 4+.
@@ -39,7 +39,14 @@ impl FunnelStats {
 
     /// Adds (`sign` = 1) or takes back (`sign` = -1) one journey's contribution, with its
     /// outcomes decided at `watermark`.
-    pub fn add(&mut self, journey: &Journey, funnel: &Funnel, watermark: Millis, has_later: bool, sign: i64) {
+    pub fn add(
+        &mut self,
+        journey: &Journey,
+        funnel: &Funnel,
+        watermark: Millis,
+        has_later: bool,
+        sign: i64,
+    ) {
         self.journeys += sign;
         match journey.end {
             End::Won => self.won += sign,

@@ -60,7 +60,9 @@ pub fn replay(config: &str, messages: &[String]) -> Summary {
     let config = Config::parse(config, "test.toml").unwrap();
     let mut replayer = Replayer::new(&config, std::io::sink()).unwrap();
     for (i, m) in messages.iter().enumerate() {
-        replayer.message(m.as_bytes(), "test", i as u64 + 1).unwrap();
+        replayer
+            .message(m.as_bytes(), "test", i as u64 + 1)
+            .unwrap();
     }
     replayer.finish(None).unwrap().0
 }
@@ -104,7 +106,11 @@ pub struct OracleRules {
 
 /// SPEC §3 written the slow, literal way: sort, cut into journeys, then for each stage look
 /// for the first touch at or past it.
-pub fn oracle(accounts: &HashMap<String, Vec<OracleTouch>>, rules: &OracleRules, watermark: i64) -> OracleFunnel {
+pub fn oracle(
+    accounts: &HashMap<String, Vec<OracleTouch>>,
+    rules: &OracleRules,
+    watermark: i64,
+) -> OracleFunnel {
     let n = rules.stages;
     let mut out = OracleFunnel {
         stages: vec![OracleStage::default(); n],
@@ -142,8 +148,9 @@ pub fn oracle(accounts: &HashMap<String, Vec<OracleTouch>>, rules: &OracleRules,
                 out.won += 1;
             }
             let last_time = j.last().unwrap().time;
-            let entering: Vec<Option<usize>> =
-                (0..n).map(|s| j.iter().position(|x| x.stage.is_some_and(|st| st >= s))).collect();
+            let entering: Vec<Option<usize>> = (0..n)
+                .map(|s| j.iter().position(|x| x.stage.is_some_and(|st| st >= s)))
+                .collect();
             for s in 0..n {
                 let Some(i) = entering[s] else { continue };
                 let st = &mut out.stages[s];
@@ -153,7 +160,10 @@ pub fn oracle(accounts: &HashMap<String, Vec<OracleTouch>>, rules: &OracleRules,
                 } else {
                     st.offline += 1;
                 }
-                let turns = j[..=i].windows(2).filter(|w| w[0].online != w[1].online).count();
+                let turns = j[..=i]
+                    .windows(2)
+                    .filter(|w| w[0].online != w[1].online)
+                    .count();
                 st.turns[turns.min(4)] += 1;
                 if s == n - 1 {
                     continue;
