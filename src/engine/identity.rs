@@ -57,6 +57,9 @@ pub struct Identity {
     free: Vec<u32>,
     live: usize,
     waiting_on: HashMap<Node, Vec<(u32, u32)>, RandomState>,
+    /// Entries in all `waiting_on` lists, stale ones included, so compaction is cheap to
+    /// schedule.
+    registered: usize,
     /// Anonymous ids with waiting touches whose contact has no account yet, by that contact.
     anons_by_contact: HashMap<u32, Vec<u32>, RandomState>,
     expiry: BinaryHeap<Reverse<(Millis, u32, u32)>>,
@@ -77,6 +80,7 @@ impl Identity {
             free: Vec::new(),
             live: 0,
             waiting_on: HashMap::default(),
+            registered: 0,
             anons_by_contact: HashMap::default(),
             expiry: BinaryHeap::new(),
             conflicts: 0,
@@ -209,15 +213,21 @@ impl Identity {
                 .entry(Node::Contact(contact))
                 .or_default()
                 .push((slot, generation));
+            self.registered += 1;
         }
         if anon != NONE {
             self.waiting_on
                 .entry(Node::Anon(anon))
                 .or_default()
                 .push((slot, generation));
+            self.registered += 1;
+            // The touch also resolves when the anonymous id's own contact gets an account.
             let via = self.anon_contact[anon as usize];
             if via != NONE && via != contact {
-                self.anons_by_contact.entry(via).or_default().push(anon);
+                let anons = self.anons_by_contact.entry(via).or_default();
+                if anons.last() != Some(&anon) {
+                    anons.push(anon);
+                }
             }
         }
         let deadline = touch.time.saturating_add(self.pending_ttl);
@@ -229,6 +239,7 @@ impl Identity {
         let Some(list) = self.waiting_on.remove(&node) else {
             return;
         };
+        self.registered -= list.len();
         let mut still = Vec::new();
         for (slot, generation) in list {
             let waiting = self.slots[slot as usize];
@@ -244,6 +255,7 @@ impl Identity {
             }
         }
         if !still.is_empty() {
+            self.registered += still.len();
             self.waiting_on.insert(node, still);
         }
     }
@@ -276,6 +288,7 @@ impl Identity {
             // Everything that waited is gone: drop the registrations at once.
             self.waiting_on.clear();
             self.anons_by_contact.clear();
+            self.registered = 0;
         } else if expired > 0 {
             self.compact();
         }
@@ -285,8 +298,7 @@ impl Identity {
     /// Drops stale registrations once they outnumber the live ones, so memory follows the
     /// touches actually waiting.
     fn compact(&mut self) {
-        let registered: usize = self.waiting_on.values().map(Vec::len).sum::<usize>();
-        if registered < 1024 || registered < 4 * self.live {
+        if self.registered < 1024 || self.registered < 4 * self.live {
             return;
         }
         let slots = &self.slots;
@@ -297,6 +309,7 @@ impl Identity {
             });
             !list.is_empty()
         });
+        self.registered = self.waiting_on.values().map(Vec::len).sum();
         let waiting_on = &self.waiting_on;
         self.anons_by_contact.retain(|_, anons| {
             anons.retain(|&a| waiting_on.contains_key(&Node::Anon(a)));

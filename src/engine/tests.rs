@@ -493,6 +493,24 @@ fn a_link_that_arrives_after_its_touches_resolves_them() {
 }
 
 #[test]
+fn cookie_touches_wait_for_the_contact_the_cookie_is_linked_to() {
+    let mut ev = engine();
+    // The first touch links the cookie to c1; the second carries the cookie alone. Neither
+    // has an account until c1 gets one.
+    let mut first = touch("e1", T0, "visit");
+    first.anonymous_id = Some(Cow::Borrowed("cookie"));
+    first.contact_id = Some(Cow::Borrowed("c1"));
+    let mut second = touch("e2", T0 + DAY, "scan");
+    second.anonymous_id = Some(Cow::Borrowed("cookie"));
+    ev.apply(&first);
+    ev.apply(&second);
+    assert_eq!(ev.pending(), 2);
+    let s = run(&mut ev, &[identify("i1", T0 + 2 * DAY, Some("acme"), Some("c1"), None)]);
+    assert_eq!(ev.pending(), 0);
+    assert_eq!(eco(&s, 0), (1, 1, 0, 0));
+}
+
+#[test]
 fn anonymous_id_linked_directly_to_an_account_resolves() {
     let mut ev = engine();
     let mut visit = touch("e1", T0, "visit");
