@@ -105,9 +105,20 @@ fn run(cli: Cli) -> Result<()> {
                 watermark,
                 progress: std::io::stderr().is_terminal(),
             };
-            let (summary, _) = replay::run(&config, &options)?;
+            let (summary, engine) = replay::run(&config, &options)?;
             if !quiet {
                 print!("{}", report::funnel_table(&summary));
+                let s = engine.state_sizes();
+                println!(
+                    "\nstate: {} accounts, {} touches kept, {} waiting for an account, {} contacts, {} anonymous ids, {} event ids remembered, ~{} MiB of tables",
+                    s.accounts,
+                    s.touches,
+                    s.pending,
+                    s.contacts,
+                    s.anonymous_ids,
+                    s.dedup_ids,
+                    s.heap_bytes >> 20
+                );
             }
             Ok(())
         }

@@ -8,10 +8,10 @@
 //! passing of time changes only an account's last journey per funnel, at a deadline the
 //! account registers in a timer queue.
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::cmp::Ordering;
 
 use super::store::{Interner, StrArena};
+use super::timers::TimerQueue;
 use crate::funnel::journey::{self, Journey};
 use crate::funnel::stats::FunnelStats;
 use crate::funnel::{Funnels, Touch};
@@ -36,7 +36,7 @@ pub struct Context<'a> {
 pub struct Accounts {
     names: Interner,
     accounts: Vec<Account>,
-    timers: BinaryHeap<Reverse<(Millis, u32)>>,
+    timers: TimerQueue<(Millis, u32)>,
 }
 
 impl Accounts {
@@ -117,14 +117,14 @@ impl Accounts {
         let next = &mut self.accounts[account as usize].next_check;
         if deadline < *next {
             *next = deadline;
-            self.timers.push(Reverse((deadline, account)));
+            self.timers.push((deadline, account));
         }
     }
 
     /// Moves the counters from watermark `from` to watermark `to` (`to >= from`): every
     /// account whose last journeys have a deadline before `to` is decided again.
     pub fn advance(&mut self, from: Millis, to: Millis, cx: &mut Context<'_>) {
-        while let Some(&Reverse((deadline, account))) = self.timers.peek() {
+        while let Some((deadline, account)) = self.timers.peek() {
             if to <= deadline {
                 break;
             }
@@ -178,7 +178,7 @@ impl Accounts {
                 .iter()
                 .map(|a| a.touches.capacity() * size_of::<Touch>())
                 .sum::<usize>()
-            + self.timers.capacity() * 16
+            + self.timers.heap_bytes()
     }
 }
 

@@ -7,13 +7,11 @@
 //! its contact and anonymous nodes, until a link resolves it or the watermark passes its event
 //! time plus `pending_ttl`.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-
 use foldhash::fast::RandomState;
 use hashbrown::HashMap;
 
 use super::store::{Interner, StrArena};
+use super::timers::TimerQueue;
 use crate::funnel::Touch;
 use crate::time::Millis;
 
@@ -62,7 +60,7 @@ pub struct Identity {
     registered: usize,
     /// Anonymous ids with waiting touches whose contact has no account yet, by that contact.
     anons_by_contact: HashMap<u32, Vec<u32>, RandomState>,
-    expiry: BinaryHeap<Reverse<(Millis, u32, u32)>>,
+    expiry: TimerQueue<(Millis, u32, u32)>,
     pub conflicts: u64,
     pub unresolved: u64,
 }
@@ -82,7 +80,7 @@ impl Identity {
             waiting_on: HashMap::default(),
             registered: 0,
             anons_by_contact: HashMap::default(),
-            expiry: BinaryHeap::new(),
+            expiry: TimerQueue::default(),
             conflicts: 0,
             unresolved: 0,
         }
@@ -231,7 +229,7 @@ impl Identity {
             }
         }
         let deadline = touch.time.saturating_add(self.pending_ttl);
-        self.expiry.push(Reverse((deadline, slot, generation)));
+        self.expiry.push((deadline, slot, generation));
     }
 
     /// Moves the waiting touches of `node` that now resolve into `joined`.
@@ -272,7 +270,7 @@ impl Identity {
     /// passed; returns how many.
     pub fn expire(&mut self, watermark: Millis) -> u64 {
         let mut expired = 0;
-        while let Some(&Reverse((deadline, slot, generation))) = self.expiry.peek() {
+        while let Some((deadline, slot, generation)) = self.expiry.peek() {
             if watermark <= deadline {
                 break;
             }
@@ -338,7 +336,7 @@ impl Identity {
                 + self.anon_contact.capacity())
                 * 4
             + self.slots.capacity() * size_of::<Waiting>()
-            + self.expiry.capacity() * 16
+            + self.expiry.heap_bytes()
     }
 }
 

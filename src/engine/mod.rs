@@ -9,6 +9,7 @@ pub(crate) mod accounts;
 mod dedup;
 mod identity;
 pub mod store;
+mod timers;
 
 use crate::config::Config;
 use crate::event::{Event, EventType, RejectReason};

@@ -61,10 +61,12 @@ impl StrArena {
 }
 
 /// A set of names, each given a dense index `0, 1, 2, …` in order of first appearance.
+///
+/// The table holds (index, string) pairs so a lookup touches the table and the arena only.
 #[derive(Debug, Default)]
 pub struct Interner {
     hasher: RandomState,
-    table: HashTable<u32>,
+    table: HashTable<(u32, StrRef)>,
     names: Vec<StrRef>,
 }
 
@@ -80,27 +82,23 @@ impl Interner {
     pub fn get(&self, arena: &StrArena, name: &[u8]) -> Option<u32> {
         let hash = self.hasher.hash_one(name);
         self.table
-            .find(hash, |&i| arena.get(self.names[i as usize]) == name)
-            .copied()
+            .find(hash, |&(_, at)| arena.get(at) == name)
+            .map(|&(i, _)| i)
     }
 
     /// The index of `name`, and whether it was new.
     pub fn intern(&mut self, arena: &mut StrArena, name: &[u8]) -> (u32, bool) {
         let hash = self.hasher.hash_one(name);
-        let names = &self.names;
-        if let Some(&i) = self
-            .table
-            .find(hash, |&i| arena.get(names[i as usize]) == name)
-        {
+        if let Some(&(i, _)) = self.table.find(hash, |&(_, at)| arena.get(at) == name) {
             return (i, false);
         }
         let i = u32::try_from(self.names.len()).expect("fewer than 2^32 names");
-        self.names.push(arena.push(name));
+        let at = arena.push(name);
+        self.names.push(at);
         let hasher = &self.hasher;
-        let names = &self.names;
         let arena = &*arena;
         self.table
-            .insert_unique(hash, i, |&j| hasher.hash_one(arena.get(names[j as usize])));
+            .insert_unique(hash, (i, at), |&(_, at)| hasher.hash_one(arena.get(at)));
         (i, true)
     }
 
@@ -109,7 +107,8 @@ impl Interner {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (size_of::<u32>() + 1) + self.names.capacity() * size_of::<StrRef>()
+        self.table.capacity() * (size_of::<(u32, StrRef)>() + 1)
+            + self.names.capacity() * size_of::<StrRef>()
     }
 }
 

@@ -505,7 +505,10 @@ fn cookie_touches_wait_for_the_contact_the_cookie_is_linked_to() {
     ev.apply(&first);
     ev.apply(&second);
     assert_eq!(ev.pending(), 2);
-    let s = run(&mut ev, &[identify("i1", T0 + 2 * DAY, Some("acme"), Some("c1"), None)]);
+    let s = run(
+        &mut ev,
+        &[identify("i1", T0 + 2 * DAY, Some("acme"), Some("c1"), None)],
+    );
     assert_eq!(ev.pending(), 0);
     assert_eq!(eco(&s, 0), (1, 1, 0, 0));
 }

@@ -1,0 +1,86 @@
+//! A min-queue of deadlines that is cheap when deadlines arrive mostly in order.
+//!
+//! Waiting touches expire at `occurred_at + pending_ttl` and accounts are re-checked at their
+//! journeys' deadlines; both are pushed roughly in event-time order because most traffic
+//! arrives near real time. In-order pushes go to the back of a deque (O(1)); the few out of
+//! order (late offline imports) go to a binary heap. Popping takes the smaller of the two
+//! fronts. Profiles showed a plain `BinaryHeap` costing ~9 % of replay time.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+
+#[derive(Debug)]
+pub struct TimerQueue<T: Ord + Copy> {
+    in_order: VecDeque<T>,
+    out_of_order: BinaryHeap<Reverse<T>>,
+}
+
+impl<T: Ord + Copy> Default for TimerQueue<T> {
+    fn default() -> Self {
+        TimerQueue {
+            in_order: VecDeque::new(),
+            out_of_order: BinaryHeap::new(),
+        }
+    }
+}
+
+impl<T: Ord + Copy> TimerQueue<T> {
+    pub fn push(&mut self, item: T) {
+        match self.in_order.back() {
+            Some(last) if item < *last => self.out_of_order.push(Reverse(item)),
+            _ => self.in_order.push_back(item),
+        }
+    }
+
+    /// The smallest item.
+    pub fn peek(&self) -> Option<T> {
+        match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(&a), Some(&Reverse(b))) => Some(a.min(b)),
+            (Some(&a), None) => Some(a),
+            (None, Some(&Reverse(b))) => Some(b),
+            (None, None) => None,
+        }
+    }
+
+    /// Removes and returns the smallest item.
+    pub fn pop(&mut self) -> Option<T> {
+        let take_deque = match (self.in_order.front(), self.out_of_order.peek()) {
+            (Some(a), Some(Reverse(b))) => a <= b,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        if take_deque {
+            self.in_order.pop_front()
+        } else {
+            self.out_of_order.pop().map(|Reverse(b)| b)
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        (self.in_order.capacity() + self.out_of_order.capacity()) * size_of::<T>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pops_in_the_same_order_as_a_binary_heap(ops in prop::collection::vec(prop::option::of(0u32..1000), 0..300)) {
+            let mut queue = TimerQueue::default();
+            let mut heap = BinaryHeap::new();
+            for op in ops {
+                match op {
+                    Some(v) => {
+                        queue.push(v);
+                        heap.push(Reverse(v));
+                    }
+                    None => prop_assert_eq!(queue.pop(), heap.pop().map(|Reverse(v)| v)),
+                }
+                prop_assert_eq!(queue.peek(), heap.peek().map(|&Reverse(v)| v));
+            }
+        }
+    }
+}
