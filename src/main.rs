@@ -109,15 +109,18 @@ fn run(cli: Cli) -> Result<()> {
             if !quiet {
                 print!("{}", report::funnel_table(&summary));
                 let s = engine.state_sizes();
+                let mib = |b: usize| b as f64 / (1 << 20) as f64;
                 println!(
-                    "\nstate: {} accounts, {} touches kept, {} waiting for an account, {} contacts, {} anonymous ids, {} event ids remembered, ~{} MiB of tables",
-                    s.accounts,
-                    s.touches,
-                    s.pending,
-                    s.contacts,
-                    s.anonymous_ids,
-                    s.dedup_ids,
-                    s.heap_bytes >> 20
+                    "\nstate: {} accounts, {} touches kept, {} waiting for an account, {} contacts, {} anonymous ids, {} event ids remembered",
+                    s.accounts, s.touches, s.pending, s.contacts, s.anonymous_ids, s.dedup_ids
+                );
+                println!(
+                    "tables: {:.1} MiB (ids {:.1}, accounts and touches {:.1}, identity {:.1}, dedup {:.1})",
+                    mib(s.bytes.total()),
+                    mib(s.bytes.strings),
+                    mib(s.bytes.accounts),
+                    mib(s.bytes.identity),
+                    mib(s.bytes.dedup)
                 );
             }
             Ok(())

@@ -208,11 +208,12 @@ proptest! {
     }
 
     #[test]
-    fn stages_add_up_and_incremental_counters_match_a_recomputation(specs in prop::collection::vec(spec(), 1..80), seed in any::<u64>()) {
+    fn stages_add_up_and_incremental_counters_match_a_recomputation(specs in prop::collection::vec(spec(), 1..80), seed in any::<u64>(), long_journey in 1..6usize) {
         let config = format!("{HASTY}{FUNNELS}");
         let msgs = shuffled(&messages(&specs), seed);
         let config_parsed = Config::parse(&config, "t").unwrap();
         let mut replayer = Replayer::new(&config_parsed, std::io::sink()).unwrap();
+        replayer.engine().set_long_journey(long_journey);
         for (i, m) in msgs.iter().enumerate() {
             replayer.message(m.as_bytes(), "t", i as u64).unwrap();
             // Mid-stream too: the counters are right at every moment, not only at the end.

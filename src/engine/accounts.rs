@@ -7,8 +7,15 @@
 //! an insert takes back the contribution of that suffix, inserts, and adds it again. The
 //! passing of time changes only an account's last journey per funnel, at a deadline the
 //! account registers in a timer queue.
+//!
+//! Appending to a long journey would cost a walk over it on every touch (quadratic for an
+//! account with constant traffic), so the last journey of a funnel is kept, computed, once it
+//! has [`LONG_JOURNEY`] touches: an append then costs the same however long the journey is.
 
 use std::cmp::Ordering;
+
+use foldhash::fast::RandomState;
+use hashbrown::HashMap;
 
 use super::store::{Interner, StrArena};
 use super::timers::TimerQueue;
@@ -16,6 +23,9 @@ use crate::funnel::journey::{self, Journey};
 use crate::funnel::stats::FunnelStats;
 use crate::funnel::{Funnels, Touch};
 use crate::time::Millis;
+
+/// Journeys with this many touches keep their state between touches (see the module doc).
+pub const LONG_JOURNEY: usize = 64;
 
 #[derive(Debug, Default)]
 struct Account {
@@ -32,11 +42,27 @@ pub struct Context<'a> {
     pub watermark: Millis,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Accounts {
     names: Interner,
     accounts: Vec<Account>,
     timers: TimerQueue<(Millis, u32)>,
+    /// The last journey per (account, funnel), for journeys of [`LONG_JOURNEY`] touches or more.
+    long: HashMap<(u32, u32), Journey, RandomState>,
+    /// [`LONG_JOURNEY`], lowered by tests to take the cached path as often as possible.
+    pub long_journey: usize,
+}
+
+impl Default for Accounts {
+    fn default() -> Self {
+        Accounts {
+            names: Interner::default(),
+            accounts: Vec::new(),
+            timers: TimerQueue::default(),
+            long: HashMap::default(),
+            long_journey: LONG_JOURNEY,
+        }
+    }
 }
 
 impl Accounts {
@@ -66,31 +92,68 @@ impl Accounts {
     }
 
     /// Adds a touch to an account's journeys, keeping the counters exact.
-    pub fn insert(&mut self, account: u32, touch: Touch, cx: &mut Context<'_>) {
+    pub fn insert(&mut self, account: u32, mut touch: Touch, cx: &mut Context<'_>) {
         let touches = &mut self.accounts[account as usize].touches;
         let at = insert_position(touches, touch, cx.arena);
-        let mut deadline = Millis::MAX;
-        // Start of the journey holding the touch before the new one, per funnel: everything
-        // earlier is unaffected.
-        let mut on_stack = [0usize; 8];
-        let mut on_heap = Vec::new();
-        let from: &mut [usize] = if cx.funnels.len() <= on_stack.len() {
-            &mut on_stack[..cx.funnels.len()]
-        } else {
-            on_heap.resize(cx.funnels.len(), 0);
-            &mut on_heap
-        };
-        if at > 0 {
-            for (f, from) in from.iter_mut().enumerate() {
-                *from = journey::journey_start(touches, at - 1, f);
+        let appending = at == touches.len();
+        let funnels = cx.funnels.len();
+        // Funnels whose long last journey is extended in place (a bit each; the first 64).
+        let mut cached_mask = 0u64;
+        if appending && !self.long.is_empty() {
+            for f in 0..funnels.min(64) {
+                if self.long.contains_key(&(account, f as u32)) {
+                    cached_mask |= 1 << f;
+                }
             }
         }
-        for (f, &from) in from.iter().enumerate() {
+        let cached = |f: usize| f < 64 && cached_mask & (1 << f) != 0;
+        let mut deadline = Millis::MAX;
+        // Start of the journey holding the touch before the new one, per funnel: everything
+        // earlier is unaffected, so only that suffix is taken back and added again.
+        let mut on_stack = [0usize; 8];
+        let mut on_heap = Vec::new();
+        let from: &mut [usize] = if funnels <= on_stack.len() {
+            &mut on_stack[..funnels]
+        } else {
+            on_heap.resize(funnels, 0);
+            &mut on_heap
+        };
+        for (f, from) in from.iter_mut().enumerate() {
+            if cached(f) {
+                continue;
+            }
+            if at > 0 {
+                *from = journey::journey_start(touches, at - 1, f);
+            }
             let stats = &mut cx.stats[f];
             let funnel = &cx.funnels.funnels[f];
-            journey::walk(touches, from, f, cx.funnels, false, |j, later| {
+            journey::walk(touches, *from, f, cx.funnels, false, |j, later| {
                 stats.add(j, funnel, cx.watermark, later, -1)
             });
+        }
+        for f in 0..funnels {
+            if !cached(f) {
+                continue;
+            }
+            let last = &self.long[&(account, f as u32)];
+            let funnel = &cx.funnels.funnels[f];
+            let stats = &mut cx.stats[f];
+            stats.add(last, funnel, cx.watermark, false, -1);
+            let (opened, journey) = journey::append(last, &mut touch, at, f, cx.funnels);
+            if opened {
+                stats.add(last, funnel, cx.watermark, true, 1);
+            }
+            stats.add(&journey, funnel, cx.watermark, false, 1);
+            deadline = deadline.min(
+                journey
+                    .deadline(funnel, cx.watermark)
+                    .unwrap_or(Millis::MAX),
+            );
+            if journey.touch_count() >= self.long_journey {
+                self.long.insert((account, f as u32), journey);
+            } else {
+                self.long.remove(&(account, f as u32));
+            }
         }
         if touches.len() == touches.capacity() {
             // Grow by half rather than double: most accounts have a handful of touches, and
@@ -99,15 +162,31 @@ impl Accounts {
         }
         touches.insert(at, touch);
         for (f, &from) in from.iter().enumerate() {
+            if cached(f) {
+                continue; // done above
+            }
             let stats = &mut cx.stats[f];
             let funnel = &cx.funnels.funnels[f];
+            let mut last = None;
+            let long_journey = self.long_journey;
             journey::walk(touches, from, f, cx.funnels, true, |j, later| {
                 stats.add(j, funnel, cx.watermark, later, 1);
                 if !later {
                     deadline =
                         deadline.min(j.deadline(funnel, cx.watermark).unwrap_or(Millis::MAX));
+                    if j.touch_count() >= long_journey {
+                        last = Some(j.clone());
+                    }
                 }
             });
+            match last {
+                Some(j) => {
+                    self.long.insert((account, f as u32), j);
+                }
+                None => {
+                    self.long.remove(&(account, f as u32));
+                }
+            }
         }
         self.arm(account, deadline);
     }
@@ -138,15 +217,20 @@ impl Accounts {
             let mut next = Millis::MAX;
             for f in 0..cx.funnels.len() {
                 let funnel = &cx.funnels.funnels[f];
-                let start = journey::journey_start(touches, touches.len() - 1, f);
                 let stats = &mut cx.stats[f];
-                journey::walk(touches, start, f, cx.funnels, false, |j, later| {
+                let mut redo = |j: &Journey, later: bool| {
                     stats.add(j, funnel, from, later, -1);
                     stats.add(j, funnel, to, later, 1);
                     if !later {
                         next = next.min(j.deadline(funnel, to).unwrap_or(Millis::MAX));
                     }
-                });
+                };
+                if let Some(last) = self.long.get(&(account, f as u32)) {
+                    redo(last, false);
+                } else {
+                    let start = journey::journey_start(touches, touches.len() - 1, f);
+                    journey::walk(touches, start, f, cx.funnels, false, redo);
+                }
             }
             self.arm(account, next);
         }

@@ -250,6 +250,13 @@ impl Engine {
         all
     }
 
+    /// Journeys this long keep their state between touches (default 64). Tests lower it so
+    /// the cached path is taken as often as possible; results never depend on it.
+    #[doc(hidden)]
+    pub fn set_long_journey(&mut self, touches: usize) {
+        self.accounts.long_journey = touches.max(1);
+    }
+
     /// Touches waiting for an account.
     pub fn pending(&self) -> usize {
         self.identity.pending()
@@ -264,10 +271,12 @@ impl Engine {
             contacts: self.identity.contact_count(),
             anonymous_ids: self.identity.anon_count(),
             dedup_ids: self.dedup.len(),
-            heap_bytes: self.arena.heap_bytes()
-                + self.accounts.heap_bytes()
-                + self.identity.heap_bytes()
-                + self.dedup.heap_bytes(),
+            bytes: StateBytes {
+                strings: self.arena.heap_bytes(),
+                accounts: self.accounts.heap_bytes(),
+                identity: self.identity.heap_bytes(),
+                dedup: self.dedup.heap_bytes(),
+            },
         }
     }
 }
@@ -281,8 +290,25 @@ pub struct StateSizes {
     pub contacts: usize,
     pub anonymous_ids: usize,
     pub dedup_ids: usize,
-    /// Approximate heap bytes of the engine's own tables.
-    pub heap_bytes: usize,
+    pub bytes: StateBytes,
+}
+
+/// Approximate heap bytes of the engine's tables (capacities, not lengths).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StateBytes {
+    /// Event ids and account, contact and anonymous ids, back to back.
+    pub strings: usize,
+    /// The account index, touch records and timers.
+    pub accounts: usize,
+    /// Contacts, anonymous ids, their links and the touches waiting for an account.
+    pub identity: usize,
+    pub dedup: usize,
+}
+
+impl StateBytes {
+    pub fn total(&self) -> usize {
+        self.strings + self.accounts + self.identity + self.dedup
+    }
 }
 
 #[cfg(test)]

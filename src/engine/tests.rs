@@ -50,7 +50,10 @@ fn engine() -> Engine {
 }
 
 fn engine_with(text: &str) -> Engine {
-    Engine::new(&Config::parse(text, "test.toml").unwrap()).unwrap()
+    let mut engine = Engine::new(&Config::parse(text, "test.toml").unwrap()).unwrap();
+    // Journeys of two touches or more take the cached append path.
+    engine.set_long_journey(2);
+    engine
 }
 
 /// A touch event; the channel is the touchpoint's default from [`CONFIG`].

@@ -60,7 +60,7 @@ pub struct Journey {
 }
 
 impl Journey {
-    fn start(index: usize, touch: Touch) -> Journey {
+    pub(crate) fn start(index: usize, touch: Touch) -> Journey {
         Journey {
             first: index,
             end_index: index,
@@ -79,12 +79,12 @@ impl Journey {
 
     /// Whether `touch` opens a new journey after this one: when this one is closed, or when the
     /// touch comes more than `journey_timeout` after its last touch (exactly the timeout stays).
-    fn is_followed_by(&self, touch: Touch, funnel: &Funnel) -> bool {
+    pub(crate) fn is_followed_by(&self, touch: Touch, funnel: &Funnel) -> bool {
         self.end != End::Open || touch.time - self.last_time > funnel.journey_timeout
     }
 
     /// Adds the next touch (in order) with its stage code in this funnel.
-    fn push(&mut self, index: usize, touch: Touch, code: u8, funnel: &Funnel) {
+    pub(crate) fn push(&mut self, index: usize, touch: Touch, code: u8, funnel: &Funnel) {
         if index > self.first && touch.online() != self.last_online {
             self.turns += 1;
         }
@@ -112,6 +112,11 @@ impl Journey {
                 }
             }
         }
+    }
+
+    /// How many touches it has.
+    pub fn touch_count(&self) -> usize {
+        self.end_index - self.first
     }
 
     /// Outcome of entered stage `s` (not the last) at `watermark`, SPEC §3:
@@ -230,4 +235,27 @@ pub fn journey_start(touches: &[Touch], at: usize, f: usize) -> usize {
         .rev()
         .find(|&i| touches[i].starts_journey(f))
         .unwrap_or(0)
+}
+
+/// Appends `touch`, which sorts after every touch of the account, to funnel `f` given the
+/// account's current last journey. Returns the journey it closed (which now has a later one),
+/// if the touch opened a new journey, and the new last journey. Marks the touch like [`walk`].
+pub fn append(
+    last: &Journey,
+    touch: &mut Touch,
+    index: usize,
+    f: usize,
+    funnels: &Funnels,
+) -> (bool, Journey) {
+    let funnel = &funnels.funnels[f];
+    let code = funnels.code(touch.kind, f);
+    let opens = last.is_followed_by(*touch, funnel);
+    touch.set_starts_journey(f, opens);
+    let mut journey = if opens {
+        Journey::start(index, *touch)
+    } else {
+        last.clone()
+    };
+    journey.push(index, *touch, code, funnel);
+    (opens, journey)
 }
