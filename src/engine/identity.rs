@@ -105,28 +105,30 @@ impl Identity {
 
     /// Records the links an accepted event carries and pushes onto `joined` every waiting
     /// touch they resolve, with its account.
+    ///
+    /// All links of the event are set before any waiting touch is resolved: they arrive
+    /// together, so a touch resolves with all of them in place whatever order they are
+    /// listed in (SPEC §4: only which link comes *first* may depend on arrival order).
     pub fn link(&mut self, ids: Ids, joined: &mut Vec<(u32, Touch)>) {
-        if let (Some(anon), Some(contact)) = (ids.anon, ids.contact)
-            && self.set_link(LinkKind::AnonContact, anon, contact)
-            && self.anon_account[anon as usize] == NONE
-        {
-            if self.contact_account[contact as usize] != NONE {
-                self.release(Node::Anon(anon), joined);
-            } else if self.waiting_on.contains_key(&Node::Anon(anon)) {
-                self.anons_by_contact.entry(contact).or_default().push(anon);
-            }
-        }
-        if let (Some(anon), Some(account)) = (ids.anon, ids.account)
-            && self.set_link(LinkKind::AnonAccount, anon, account)
-        {
-            self.release(Node::Anon(anon), joined);
-        }
-        if let (Some(contact), Some(account)) = (ids.contact, ids.account)
-            && self.set_link(LinkKind::ContactAccount, contact, account)
-        {
+        let anon_contact = matches!((ids.anon, ids.contact), (Some(a), Some(c)) if self.set_link(LinkKind::AnonContact, a, c));
+        let anon_account = matches!((ids.anon, ids.account), (Some(a), Some(x)) if self.set_link(LinkKind::AnonAccount, a, x));
+        let contact_account =
+            matches!((ids.contact, ids.account), (Some(c), Some(x)) if self.set_link(LinkKind::ContactAccount, c, x));
+        if let (true, Some(contact)) = (contact_account, ids.contact) {
             self.release(Node::Contact(contact), joined);
             for anon in self.anons_by_contact.remove(&contact).unwrap_or_default() {
                 self.release(Node::Anon(anon), joined);
+            }
+        }
+        if let Some(anon) = ids.anon
+            && (anon_account || anon_contact)
+        {
+            let contact = self.anon_contact[anon as usize];
+            if self.resolve_waiting(NONE, anon).is_some() {
+                self.release(Node::Anon(anon), joined);
+            } else if anon_contact && self.waiting_on.contains_key(&Node::Anon(anon)) {
+                // Its touches resolve once the contact gets an account.
+                self.anons_by_contact.entry(contact).or_default().push(anon);
             }
         }
     }

@@ -134,6 +134,9 @@ impl Engine {
         let newest = self.newest.map_or(time, |n| n.max(time));
         self.newest = Some(newest);
         self.advance_watermark(newest.saturating_sub(self.allowed_lateness));
+        // A touch that waits although the watermark is already past its time plus
+        // `pending_ttl` is given up at once, whether or not the watermark moved.
+        self.identity.expire(self.watermark);
         Applied::Accepted { late }
     }
 

@@ -666,3 +666,40 @@ fn watermark_is_null_before_any_event() {
         "{json}"
     );
 }
+
+#[test]
+fn touch_already_past_the_ttl_when_read_is_given_up_at_once() {
+    let mut ev = engine();
+    ev.apply(&acct("e1", T0 + 20 * DAY, "visit"));
+    let mut call = touch("e2", T0, "scan");
+    call.contact_id = Some(Cow::Borrowed("c1"));
+    ev.apply(&call);
+    assert_eq!((ev.pending(), ev.summary().events.unresolved), (0, 1));
+    // A link arriving afterwards finds nothing to resolve.
+    let s = run(&mut ev, &[identify("i1", T0 + 20 * DAY, Some("acme"), Some("c1"), None)]);
+    assert_eq!(stage(&s, 1).entered, 0);
+    assert_eq!(s.events.unresolved, 1);
+}
+
+#[test]
+fn links_of_one_event_apply_together_whatever_the_arrival_order() {
+    let known = |id: &str| {
+        let mut e = for_account(touch(id, T0, "note"), "a0");
+        e.contact_id = Some(Cow::Borrowed("c0"));
+        e
+    };
+    let mut waiting = touch("t2", T0 + DAY, "visit");
+    waiting.anonymous_id = Some(Cow::Borrowed("x2"));
+    // Carries x2 → c0 (whose account is a0) and x2 → a1 at once: the direct link wins.
+    let mut both = for_account(touch("t3", T0 + DAY + 1, "note"), "a1");
+    both.anonymous_id = Some(Cow::Borrowed("x2"));
+    both.contact_id = Some(Cow::Borrowed("c0"));
+    for order in [[0, 1, 2], [0, 2, 1]] {
+        let events = [known("t1"), waiting.clone(), both.clone()];
+        let mut ev = engine();
+        run(&mut ev, &order.map(|i| events[i].clone()));
+        let a1 = ev.accounts.find(&ev.arena, b"a1").unwrap();
+        assert_eq!(ev.accounts.touches(a1).len(), 2, "order {order:?}: the waiting visit joins a1");
+        assert_eq!(ev.summary().events.identity_conflicts, 1);
+    }
+}
