@@ -273,11 +273,13 @@ pub fn touch_order(a: &Touch, b: &Touch, arena: &StrArena) -> Ordering {
         .then_with(|| arena.get(a.id).cmp(arena.get(b.id)))
 }
 
-/// Where `touch` goes in the sorted `touches`; appending (the common case) is checked first.
+/// Where `touch` goes in the sorted `touches`: after every touch that does not sort after it,
+/// so the rare exact tie (an id accepted again after dedup forgot it, at the same time) keeps
+/// arrival order. Appending, the common case, is checked first.
 fn insert_position(touches: &[Touch], touch: Touch, arena: &StrArena) -> usize {
     match touches.last() {
         None => 0,
-        Some(last) if touch_order(last, &touch, arena) == Ordering::Less => touches.len(),
-        Some(_) => touches.partition_point(|t| touch_order(t, &touch, arena) == Ordering::Less),
+        Some(last) if touch_order(last, &touch, arena) != Ordering::Greater => touches.len(),
+        Some(_) => touches.partition_point(|t| touch_order(t, &touch, arena) != Ordering::Greater),
     }
 }

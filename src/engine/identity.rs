@@ -112,8 +112,7 @@ impl Identity {
     pub fn link(&mut self, ids: Ids, joined: &mut Vec<(u32, Touch)>) {
         let anon_contact = matches!((ids.anon, ids.contact), (Some(a), Some(c)) if self.set_link(LinkKind::AnonContact, a, c));
         let anon_account = matches!((ids.anon, ids.account), (Some(a), Some(x)) if self.set_link(LinkKind::AnonAccount, a, x));
-        let contact_account =
-            matches!((ids.contact, ids.account), (Some(c), Some(x)) if self.set_link(LinkKind::ContactAccount, c, x));
+        let contact_account = matches!((ids.contact, ids.account), (Some(c), Some(x)) if self.set_link(LinkKind::ContactAccount, c, x));
         if let (true, Some(contact)) = (contact_account, ids.contact) {
             self.release(Node::Contact(contact), joined);
             for anon in self.anons_by_contact.remove(&contact).unwrap_or_default() {

@@ -676,7 +676,16 @@ fn touch_already_past_the_ttl_when_read_is_given_up_at_once() {
     ev.apply(&call);
     assert_eq!((ev.pending(), ev.summary().events.unresolved), (0, 1));
     // A link arriving afterwards finds nothing to resolve.
-    let s = run(&mut ev, &[identify("i1", T0 + 20 * DAY, Some("acme"), Some("c1"), None)]);
+    let s = run(
+        &mut ev,
+        &[identify(
+            "i1",
+            T0 + 20 * DAY,
+            Some("acme"),
+            Some("c1"),
+            None,
+        )],
+    );
     assert_eq!(stage(&s, 1).entered, 0);
     assert_eq!(s.events.unresolved, 1);
 }
@@ -699,7 +708,11 @@ fn links_of_one_event_apply_together_whatever_the_arrival_order() {
         let mut ev = engine();
         run(&mut ev, &order.map(|i| events[i].clone()));
         let a1 = ev.accounts.find(&ev.arena, b"a1").unwrap();
-        assert_eq!(ev.accounts.touches(a1).len(), 2, "order {order:?}: the waiting visit joins a1");
+        assert_eq!(
+            ev.accounts.touches(a1).len(),
+            2,
+            "order {order:?}: the waiting visit joins a1"
+        );
         assert_eq!(ev.summary().events.identity_conflicts, 1);
     }
 }
