@@ -8,9 +8,10 @@
 //! passing of time changes only an account's last journey per funnel, at a deadline the
 //! account registers in a timer queue.
 //!
-//! Appending to a long journey would cost a walk over it on every touch (quadratic for an
-//! account with constant traffic), so the last journey of a funnel is kept, computed, once it
-//! has [`LONG_JOURNEY`] touches: an append then costs the same however long the journey is.
+//! An append (the common case) walks the last journey once and extends it with one push.
+//! Walking a long journey on every touch would still be quadratic for an account with
+//! constant traffic, so the last journey of a funnel is kept, computed, once it has
+//! [`LONG_JOURNEY`] touches: an append then costs the same however long the journey is.
 
 use std::cmp::Ordering;
 
@@ -92,52 +93,41 @@ impl Accounts {
     }
 
     /// Adds a touch to an account's journeys, keeping the counters exact.
-    pub fn insert(&mut self, account: u32, mut touch: Touch, cx: &mut Context<'_>) {
-        let touches = &mut self.accounts[account as usize].touches;
+    pub fn insert(&mut self, account: u32, touch: Touch, cx: &mut Context<'_>) {
+        let touches = &self.accounts[account as usize].touches;
         let at = insert_position(touches, touch, cx.arena);
-        let appending = at == touches.len();
-        let funnels = cx.funnels.len();
-        // Funnels whose long last journey is extended in place (a bit each; the first 64).
-        let mut cached_mask = 0u64;
-        if appending && !self.long.is_empty() {
-            for f in 0..funnels.min(64) {
-                if self.long.contains_key(&(account, f as u32)) {
-                    cached_mask |= 1 << f;
-                }
-            }
-        }
-        let cached = |f: usize| f < 64 && cached_mask & (1 << f) != 0;
-        let mut deadline = Millis::MAX;
-        // Start of the journey holding the touch before the new one, per funnel: everything
-        // earlier is unaffected, so only that suffix is taken back and added again.
-        let mut on_stack = [0usize; 8];
-        let mut on_heap = Vec::new();
-        let from: &mut [usize] = if funnels <= on_stack.len() {
-            &mut on_stack[..funnels]
+        let deadline = if at > 0 && at == touches.len() {
+            self.append(account, touch, cx)
         } else {
-            on_heap.resize(funnels, 0);
-            &mut on_heap
+            self.insert_before_last(account, at, touch, cx)
         };
-        for (f, from) in from.iter_mut().enumerate() {
-            if cached(f) {
-                continue;
-            }
-            if at > 0 {
-                *from = journey::journey_start(touches, at - 1, f);
-            }
-            let stats = &mut cx.stats[f];
-            let funnel = &cx.funnels.funnels[f];
-            journey::walk(touches, *from, f, cx.funnels, false, |j, later| {
-                stats.add(j, funnel, cx.watermark, later, -1)
-            });
-        }
-        for f in 0..funnels {
-            if !cached(f) {
-                continue;
-            }
-            let last = &self.long[&(account, f as u32)];
+        self.arm(account, deadline);
+    }
+
+    /// The common case: the touch sorts after every touch of the account, so only the last
+    /// journey of each funnel changes (or is closed by a new one). Returns the account's
+    /// next deadline.
+    fn append(&mut self, account: u32, mut touch: Touch, cx: &mut Context<'_>) -> Millis {
+        let touches = &mut self.accounts[account as usize].touches;
+        let at = touches.len();
+        let mut deadline = Millis::MAX;
+        for f in 0..cx.funnels.len() {
+            let key = (account, f as u32);
             let funnel = &cx.funnels.funnels[f];
             let stats = &mut cx.stats[f];
+            let walked;
+            let last = match self.long.get(&key) {
+                Some(last) => last,
+                None => {
+                    let start = journey::journey_start(touches, at - 1, f);
+                    let mut found = None;
+                    journey::walk(touches, start, f, cx.funnels, false, |j, _| {
+                        found = Some(j.clone())
+                    });
+                    walked = found.expect("the account has touches");
+                    &walked
+                }
+            };
             stats.add(last, funnel, cx.watermark, false, -1);
             let (opened, journey) = journey::append(last, &mut touch, at, f, cx.funnels);
             if opened {
@@ -150,21 +140,50 @@ impl Accounts {
                     .unwrap_or(Millis::MAX),
             );
             if journey.touch_count() >= self.long_journey {
-                self.long.insert((account, f as u32), journey);
+                self.long.insert(key, journey);
             } else {
-                self.long.remove(&(account, f as u32));
+                self.long.remove(&key);
             }
         }
-        if touches.len() == touches.capacity() {
-            // Grow by half rather than double: most accounts have a handful of touches, and
-            // memory per touch is a headline figure.
-            touches.reserve_exact((touches.len() / 2).max(2));
+        grow(touches);
+        touches.push(touch);
+        deadline
+    }
+
+    /// A touch that lands before the last one (or the account's first): the journeys from the
+    /// one it lands in onward are taken back, the touch inserted, and they are added again.
+    /// Everything earlier is unaffected: those journeys already have a later journey.
+    fn insert_before_last(
+        &mut self,
+        account: u32,
+        at: usize,
+        touch: Touch,
+        cx: &mut Context<'_>,
+    ) -> Millis {
+        let touches = &mut self.accounts[account as usize].touches;
+        let funnels = cx.funnels.len();
+        let mut on_stack = [0usize; 8];
+        let mut on_heap = Vec::new();
+        let from: &mut [usize] = if funnels <= on_stack.len() {
+            &mut on_stack[..funnels]
+        } else {
+            on_heap.resize(funnels, 0);
+            &mut on_heap
+        };
+        for (f, from) in from.iter_mut().enumerate() {
+            if at > 0 {
+                *from = journey::journey_start(touches, at - 1, f);
+            }
+            let stats = &mut cx.stats[f];
+            let funnel = &cx.funnels.funnels[f];
+            journey::walk(touches, *from, f, cx.funnels, false, |j, later| {
+                stats.add(j, funnel, cx.watermark, later, -1)
+            });
         }
+        grow(touches);
         touches.insert(at, touch);
+        let mut deadline = Millis::MAX;
         for (f, &from) in from.iter().enumerate() {
-            if cached(f) {
-                continue; // done above
-            }
             let stats = &mut cx.stats[f];
             let funnel = &cx.funnels.funnels[f];
             let mut last = None;
@@ -180,15 +199,11 @@ impl Accounts {
                 }
             });
             match last {
-                Some(j) => {
-                    self.long.insert((account, f as u32), j);
-                }
-                None => {
-                    self.long.remove(&(account, f as u32));
-                }
-            }
+                Some(j) => self.long.insert((account, f as u32), j),
+                None => self.long.remove(&(account, f as u32)),
+            };
         }
-        self.arm(account, deadline);
+        deadline
     }
 
     /// Queues a check of `account` at `deadline` unless an earlier one is queued already.
@@ -263,6 +278,14 @@ impl Accounts {
                 .map(|a| a.touches.capacity() * size_of::<Touch>())
                 .sum::<usize>()
             + self.timers.heap_bytes()
+    }
+}
+
+/// Makes room for one more touch, growing by half rather than doubling: most accounts have a
+/// handful of touches, and memory per touch is a headline figure.
+fn grow(touches: &mut Vec<Touch>) {
+    if touches.len() == touches.capacity() {
+        touches.reserve_exact((touches.len() / 2).max(2));
     }
 }
 
