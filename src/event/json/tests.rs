@@ -1,3 +1,4 @@
+use super::strings::find_special;
 use super::*;
 use proptest::prelude::*;
 
