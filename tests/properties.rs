@@ -168,17 +168,6 @@ fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
     v
 }
 
-fn replay_with(config: &str, messages: &[String]) -> (Summary, spiral::engine::Engine) {
-    let config = Config::parse(config, "test.toml").unwrap();
-    let mut replayer = Replayer::new(&config, std::io::sink()).unwrap();
-    for (i, m) in messages.iter().enumerate() {
-        replayer
-            .message(m.as_bytes(), "test", i as u64 + 1)
-            .unwrap();
-    }
-    replayer.finish(None).unwrap()
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
 
@@ -249,7 +238,7 @@ proptest! {
         let specs: Vec<Spec> = specs.into_iter().map(|s| Spec { carrier: 0, identify: false, ..s }).collect();
         let config = format!("{HASTY}{FUNNELS}");
         let msgs = shuffled(&messages(&specs), seed);
-        let (summary, _) = replay_with(&config, &msgs);
+        let summary = replay(&config, &msgs);
         let newest = specs.iter().map(|s| T0 + s.day * DAY + s.jitter).max().unwrap();
         for (f, rules) in [
             (0, OracleRules { stages: 3, windows: vec![10 * DAY, 20 * DAY, 0], timeout: 30 * DAY }),

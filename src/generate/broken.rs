@@ -5,7 +5,7 @@
 use std::io::Write as _;
 
 use super::clock::{self, DAY, SECOND};
-use super::render::{self, Campaign, Ev, Extra, Ids, Mods, Ts};
+use super::render::{self, Campaign, Ev, Ids, Mods, Ts};
 use super::rng::Rng;
 
 /// The first oversized line comes at this line number, then one every [`OVERSIZED_EVERY`]
@@ -73,32 +73,12 @@ impl Breaker {
         self.next_id += 1;
         let a = self.rng.below(u64::from(self.accounts)) as u32;
         let at = (at - self.rng.between(0, 120) * SECOND).max(self.start);
-        let mut ev = Ev {
-            id: self.next_id,
-            identify: false,
-            at,
-            ts: if self.rng.chance(0.5) {
-                Ts::ZMillis
-            } else {
-                Ts::EpochMs
-            },
-            account: None,
-            contact: None,
-            anon: None,
-            touchpoint: "web_visit",
-            offline: false,
-            channel: None,
-            stage: None,
-            campaign: Campaign::None,
-            source: None,
-            cost_cents: None,
-            revenue: None,
-            attrs: 0,
-            seg: 0,
-            region: 0,
-            industry: 0,
-            extra: Extra::None,
+        let ts = if self.rng.chance(0.5) {
+            Ts::ZMillis
+        } else {
+            Ts::EpochMs
         };
+        let mut ev = Ev::bare(self.next_id, at, ts, "web_visit", false);
         match self.rng.below(3) {
             0 => {
                 ev.anon = Some((u64::from(a) << 8) | 0x70);

@@ -114,6 +114,36 @@ pub(super) struct Ev {
     pub extra: Extra,
 }
 
+impl Ev {
+    /// A touch with only its id, time, kind and effective channel: no identities, stage,
+    /// campaign, source, cost, revenue, attributes or account firmographics, and nothing
+    /// extra. Callers fill in what their event carries.
+    pub(super) fn bare(id: u64, at: i64, ts: Ts, touchpoint: &'static str, offline: bool) -> Ev {
+        Ev {
+            id,
+            identify: false,
+            at,
+            ts,
+            account: None,
+            contact: None,
+            anon: None,
+            touchpoint,
+            offline,
+            channel: None,
+            stage: None,
+            campaign: Campaign::None,
+            source: None,
+            cost_cents: None,
+            revenue: None,
+            attrs: 0,
+            seg: 0,
+            region: 0,
+            industry: 0,
+            extra: Extra::None,
+        }
+    }
+}
+
 /// Turns keys and counters into id strings. Each map is a bijection (xor with a seed-derived
 /// key, then a bijective mixer), so distinct keys give distinct ids without any lookup table.
 #[derive(Clone, Copy)]

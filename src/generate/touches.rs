@@ -82,26 +82,10 @@ impl Sim {
         let acc = self.accounts[a as usize];
         let offline = default_offline(touchpoint);
         let mut ev = Ev {
-            id: self.fresh_id(),
-            identify: false,
-            at,
-            ts: Ts::Z,
-            account: None,
-            contact: None,
-            anon: None,
-            touchpoint,
-            offline,
-            channel: None,
-            stage: None,
-            campaign: Campaign::None,
-            source: None,
-            cost_cents: None,
-            revenue: None,
-            attrs: 0,
             seg: acc.seg,
             region: acc.region,
             industry: acc.industry,
-            extra: Extra::None,
+            ..Ev::bare(self.fresh_id(), at, Ts::Z, touchpoint, offline)
         };
         self.set_ts(&mut ev, acc.tz, origin);
         if self.rng.chance(0.04) {

@@ -376,12 +376,7 @@ impl<'a> Cursor<'a> {
         }
         match b.get(i) {
             Some(b'0') => i += 1,
-            Some(b'1'..=b'9') => {
-                i += 1;
-                while b.get(i).is_some_and(u8::is_ascii_digit) {
-                    i += 1;
-                }
-            }
+            Some(b'1'..=b'9') => i = digits_end(b, i + 1),
             _ => {
                 self.pos = i;
                 return self.err("invalid number");
@@ -392,9 +387,7 @@ impl<'a> Cursor<'a> {
             is_integer = false;
             i += 1;
             let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
+            i = digits_end(b, i);
             if i == digits {
                 self.pos = i;
                 return self.err("expected a digit after '.'");
@@ -407,9 +400,7 @@ impl<'a> Cursor<'a> {
                 i += 1;
             }
             let digits = i;
-            while b.get(i).is_some_and(u8::is_ascii_digit) {
-                i += 1;
-            }
+            i = digits_end(b, i);
             if i == digits {
                 self.pos = i;
                 return self.err("expected a digit in the exponent");
@@ -421,6 +412,15 @@ impl<'a> Cursor<'a> {
             is_integer,
         })
     }
+}
+
+/// Where the run of ASCII digits starting at `i` ends (`i` itself when there is none).
+#[inline(always)]
+fn digits_end(b: &[u8], mut i: usize) -> usize {
+    while b.get(i).is_some_and(u8::is_ascii_digit) {
+        i += 1;
+    }
+    i
 }
 
 #[cfg(test)]

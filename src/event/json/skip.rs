@@ -58,30 +58,21 @@ impl<'a> Skipper<'a> {
         'value: loop {
             // Expecting a value.
             match cur.peek_byte() {
-                Some(b'{') => {
+                Some(open @ (b'{' | b'[')) => {
+                    let is_object = open == b'{';
+                    let close = if is_object { b'}' } else { b']' };
                     cur.pos += 1;
-                    if cur.peek_byte() == Some(b'}') {
+                    if cur.peek_byte() == Some(close) {
                         cur.pos += 1;
                     } else {
                         self.frames.push(Frame {
-                            is_object: true,
+                            is_object,
                             keys_start: self.keys.len(),
                             big: None,
                         });
-                        self.nested_key(cur)?;
-                        continue 'value;
-                    }
-                }
-                Some(b'[') => {
-                    cur.pos += 1;
-                    if cur.peek_byte() == Some(b']') {
-                        cur.pos += 1;
-                    } else {
-                        self.frames.push(Frame {
-                            is_object: false,
-                            keys_start: self.keys.len(),
-                            big: None,
-                        });
+                        if is_object {
+                            self.nested_key(cur)?;
+                        }
                         continue 'value;
                     }
                 }
