@@ -64,6 +64,9 @@ impl<W: Write> Replayer<W> {
     }
 
     /// Reads one JSON Lines input to its end, calling `progress` with bytes read now and then.
+    ///
+    /// Lines are handed over straight from the read buffer; only a line that spans two reads
+    /// is copied.
     pub fn read(
         &mut self,
         input: impl Read,
@@ -71,31 +74,45 @@ impl<W: Write> Replayer<W> {
         mut progress: impl FnMut(u64),
     ) -> io::Result<()> {
         let mut reader = BufReader::with_capacity(1 << 20, input);
-        let mut buf = Vec::with_capacity(4096);
+        let mut spanning = Vec::new();
         let mut line = 0u64;
-        let mut unreported = 0u64;
         loop {
-            buf.clear();
-            let n = reader.read_until(b'\n', &mut buf)?;
-            if n == 0 {
+            let buf = reader.fill_buf()?;
+            if buf.is_empty() {
                 break;
             }
-            line += 1;
-            unreported += n as u64;
-            let mut msg = buf.as_slice();
-            if let Some(rest) = msg.strip_suffix(b"\n") {
-                msg = rest.strip_suffix(b"\r").unwrap_or(rest);
+            let mut start = 0;
+            while let Some(n) = memchr::memchr(b'\n', &buf[start..]) {
+                let end = start + n;
+                line += 1;
+                if spanning.is_empty() {
+                    self.line(&buf[start..end], name, line)?;
+                } else {
+                    spanning.extend_from_slice(&buf[start..end]);
+                    self.line(&spanning, name, line)?;
+                    spanning.clear();
+                }
+                start = end + 1;
             }
-            if !msg.is_empty() {
-                self.message(msg, name, line)?;
-            }
-            if unreported >= 1 << 20 {
-                progress(unreported);
-                unreported = 0;
-            }
+            spanning.extend_from_slice(&buf[start..]);
+            let read = buf.len();
+            reader.consume(read);
+            progress(read as u64);
         }
-        progress(unreported);
+        if !spanning.is_empty() {
+            self.line(&spanning, name, line + 1)?;
+        }
         Ok(())
+    }
+
+    /// One line without its `\n`: a trailing `\r` belongs to a CRLF line ending, and an empty
+    /// line is not a message.
+    fn line(&mut self, bytes: &[u8], name: &str, line: u64) -> io::Result<()> {
+        let msg = bytes.strip_suffix(b"\r").unwrap_or(bytes);
+        if msg.is_empty() {
+            return Ok(());
+        }
+        self.message(msg, name, line)
     }
 
     pub fn engine(&mut self) -> &mut Engine {
@@ -208,4 +225,54 @@ pub fn write_summary(path: &Path, summary: &Summary) -> Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hands out its bytes a few at a time, so lines span reads.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn lines_spanning_reads_crlf_empty_and_unterminated_lines() {
+        let config = Config::parse(include_str!("../config/spiral.toml"), "spiral.toml").unwrap();
+        let a = r#"{"event_id":"a","occurred_at":"2026-01-01T00:00:00Z","account_id":"x","touchpoint":"web_visit"}"#;
+        let b = r#"{"event_id":"b","occurred_at":"2026-01-02T00:00:00Z","account_id":"x","touchpoint":"sales_call"}"#;
+        let input = format!("{a}\r\n\n\r\nnot json\n{b}");
+        for chunk in [1, 2, 3, 7, 64, 4096] {
+            let mut rejected = Vec::new();
+            let mut replayer = Replayer::new(&config, &mut rejected).unwrap();
+            let mut seen = 0;
+            replayer
+                .read(Trickle(input.as_bytes(), chunk), "in", |n| seen += n)
+                .unwrap();
+            let (summary, _) = replayer.finish(None).unwrap();
+            assert_eq!(seen, input.len() as u64);
+            assert_eq!(
+                (summary.events.received, summary.events.accepted),
+                (3, 2),
+                "chunk {chunk}"
+            );
+            assert_eq!(
+                summary.funnels[0].stages[3].entered, 1,
+                "chunk {chunk}: b was read whole"
+            );
+            let rejected: serde_json::Value = serde_json::from_slice(&rejected).unwrap();
+            assert_eq!(
+                rejected["line"], 4,
+                "chunk {chunk}: empty lines are counted"
+            );
+            assert_eq!(rejected["text"], "not json");
+        }
+    }
 }

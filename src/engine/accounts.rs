@@ -115,34 +115,22 @@ impl Accounts {
             let key = (account, f as u32);
             let funnel = &cx.funnels.funnels[f];
             let stats = &mut cx.stats[f];
-            let walked;
-            let last = match self.long.get(&key) {
+            let mut last = match self.long.remove(&key) {
                 Some(last) => last,
                 None => {
                     let start = journey::journey_start(touches, at - 1, f);
-                    let mut found = None;
-                    journey::walk(touches, start, f, cx.funnels, false, |j, _| {
-                        found = Some(j.clone())
-                    });
-                    walked = found.expect("the account has touches");
-                    &walked
+                    journey::walk(touches, start, f, cx.funnels, false, |_, _| {})
+                        .expect("the account has touches")
                 }
             };
-            stats.add(last, funnel, cx.watermark, false, -1);
-            let (opened, journey) = journey::append(last, &mut touch, at, f, cx.funnels);
-            if opened {
-                stats.add(last, funnel, cx.watermark, true, 1);
+            stats.add(&last, funnel, cx.watermark, false, -1);
+            if let Some(closed) = journey::append(&mut last, &mut touch, at, f, cx.funnels) {
+                stats.add(&closed, funnel, cx.watermark, true, 1);
             }
-            stats.add(&journey, funnel, cx.watermark, false, 1);
-            deadline = deadline.min(
-                journey
-                    .deadline(funnel, cx.watermark)
-                    .unwrap_or(Millis::MAX),
-            );
-            if journey.touch_count() >= self.long_journey {
-                self.long.insert(key, journey);
-            } else {
-                self.long.remove(&key);
+            stats.add(&last, funnel, cx.watermark, false, 1);
+            deadline = deadline.min(last.deadline(funnel, cx.watermark).unwrap_or(Millis::MAX));
+            if last.touch_count() >= self.long_journey {
+                self.long.insert(key, last);
             }
         }
         grow(touches);
@@ -186,22 +174,21 @@ impl Accounts {
         for (f, &from) in from.iter().enumerate() {
             let stats = &mut cx.stats[f];
             let funnel = &cx.funnels.funnels[f];
-            let mut last = None;
-            let long_journey = self.long_journey;
-            journey::walk(touches, from, f, cx.funnels, true, |j, later| {
+            let last = journey::walk(touches, from, f, cx.funnels, true, |j, later| {
                 stats.add(j, funnel, cx.watermark, later, 1);
                 if !later {
                     deadline =
                         deadline.min(j.deadline(funnel, cx.watermark).unwrap_or(Millis::MAX));
-                    if j.touch_count() >= long_journey {
-                        last = Some(j.clone());
-                    }
                 }
             });
             match last {
-                Some(j) => self.long.insert((account, f as u32), j),
-                None => self.long.remove(&(account, f as u32)),
-            };
+                Some(j) if j.touch_count() >= self.long_journey => {
+                    self.long.insert((account, f as u32), j);
+                }
+                _ => {
+                    self.long.remove(&(account, f as u32));
+                }
+            }
         }
         deadline
     }

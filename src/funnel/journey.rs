@@ -189,7 +189,7 @@ impl Journey {
 }
 
 /// Cuts `touches[from..]` into journeys of funnel `f` and calls `visit(journey, has_later)` for
-/// each, in order. `from` must be the first touch of a journey (or 0).
+/// each, in order; returns the last one. `from` must be the first touch of a journey (or 0).
 ///
 /// With `mark`, records which touches start a journey in their flags, so that a later change
 /// can find the start of the journey it affects without walking from the first touch.
@@ -200,7 +200,7 @@ pub fn walk(
     funnels: &Funnels,
     mark: bool,
     mut visit: impl FnMut(&Journey, bool),
-) {
+) -> Option<Journey> {
     let funnel = &funnels.funnels[f];
     let mut current: Option<Journey> = None;
     for (i, touch) in touches.iter_mut().enumerate().skip(from) {
@@ -220,9 +220,10 @@ pub fn walk(
         let journey = current.as_mut().expect("a journey is open");
         journey.push(i, *touch, funnels.code(touch.kind, f), funnel);
     }
-    if let Some(last) = current {
-        visit(&last, false);
+    if let Some(last) = &current {
+        visit(last, false);
     }
+    current
 }
 
 /// Index of the first touch of the journey of funnel `f` that contains `touches[at]`, from the
@@ -238,24 +239,20 @@ pub fn journey_start(touches: &[Touch], at: usize, f: usize) -> usize {
 }
 
 /// Appends `touch`, which sorts after every touch of the account, to funnel `f` given the
-/// account's current last journey. Returns the journey it closed (which now has a later one),
-/// if the touch opened a new journey, and the new last journey. Marks the touch like [`walk`].
+/// account's current last journey, updated in place. When the touch opens a new journey,
+/// `last` becomes that journey and the one it closed (which now has a later one) is returned.
+/// Marks the touch like [`walk`].
 pub fn append(
-    last: &Journey,
+    last: &mut Journey,
     touch: &mut Touch,
     index: usize,
     f: usize,
     funnels: &Funnels,
-) -> (bool, Journey) {
+) -> Option<Journey> {
     let funnel = &funnels.funnels[f];
-    let code = funnels.code(touch.kind, f);
     let opens = last.is_followed_by(*touch, funnel);
     touch.set_starts_journey(f, opens);
-    let mut journey = if opens {
-        Journey::start(index, *touch)
-    } else {
-        last.clone()
-    };
-    journey.push(index, *touch, code, funnel);
-    (opens, journey)
+    let closed = opens.then(|| std::mem::replace(last, Journey::start(index, *touch)));
+    last.push(index, *touch, funnels.code(touch.kind, f), funnel);
+    closed
 }
