@@ -16,17 +16,6 @@ pub enum End {
     Lost,
 }
 
-/// A journey's state as the metrics see it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    Open,
-    Won,
-    Lost,
-    /// Timed out: more than `journey_timeout` passed after its last touch, by the watermark or
-    /// by a later touch that opened the next journey.
-    Expired,
-}
-
 /// Outcome of an entered stage other than the last.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
@@ -149,20 +138,6 @@ impl Journey {
             Outcome::Dropped
         } else {
             Outcome::Open
-        }
-    }
-
-    pub fn status(&self, funnel: &Funnel, watermark: Millis, has_later: bool) -> Status {
-        match self.end {
-            End::Won => Status::Won,
-            End::Lost => Status::Lost,
-            End::Open
-                if has_later
-                    || watermark > self.last_time.saturating_add(funnel.journey_timeout) =>
-            {
-                Status::Expired
-            }
-            End::Open => Status::Open,
         }
     }
 
