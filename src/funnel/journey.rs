@@ -8,7 +8,7 @@ use crate::time::Millis;
 /// How a journey ended, if it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
-    /// No touch closed it (it may still time out: see [`Journey::status`]).
+    /// No touch closed it (it may still time out: see [`Journey::deadline`]).
     Open,
     /// A touch reached the last stage.
     Won,
