@@ -9,6 +9,17 @@ fn spiral() -> Command {
     Command::new(env!("CARGO_BIN_EXE_spiral"))
 }
 
+/// Runs `cmd`, asserting it succeeded, and returns its output.
+fn run_ok(cmd: &mut Command) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn config() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/config/spiral.toml"))
 }
@@ -17,39 +28,29 @@ fn config() -> &'static Path {
 fn generate_then_replay_writes_summary_rejections_and_a_table() {
     let dir = tempfile::tempdir().unwrap();
     let traffic = dir.path().join("traffic.jsonl");
-    let out = spiral()
-        .args([
-            "generate",
-            "--seed",
-            "3",
-            "--accounts",
-            "3000",
-            "--events",
-            "60000",
-            "--out",
-        ])
-        .arg(&traffic)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    run_ok(
+        spiral()
+            .args([
+                "generate",
+                "--seed",
+                "3",
+                "--accounts",
+                "3000",
+                "--events",
+                "60000",
+                "--out",
+            ])
+            .arg(&traffic),
     );
 
     let summary_path = dir.path().join("summary.json");
-    let out = spiral()
-        .args(["replay", "--config"])
-        .arg(config())
-        .arg("--summary")
-        .arg(&summary_path)
-        .arg(&traffic)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        spiral()
+            .args(["replay", "--config"])
+            .arg(config())
+            .arg("--summary")
+            .arg(&summary_path)
+            .arg(&traffic),
     );
     let table = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -117,12 +118,7 @@ fn replay_with_a_watermark_decides_outcomes_there() {
         if let Some(w) = watermark {
             cmd.args(["--watermark", w]);
         }
-        let out = cmd.arg(&input).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(cmd.arg(&input));
         serde_json::from_slice::<Summary>(&std::fs::read(&path).unwrap()).unwrap()
     };
     let end = run(None);
@@ -142,8 +138,7 @@ fn replay_with_a_watermark_decides_outcomes_there() {
 
 #[test]
 fn check_config_names_file_key_and_problem() {
-    let out = spiral().arg("check-config").arg(config()).output().unwrap();
-    assert!(out.status.success());
+    run_ok(spiral().arg("check-config").arg(config()));
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.toml");
     let text = std::fs::read_to_string(config())
