@@ -12,11 +12,13 @@
 //! - [`generate`]: seeded synthetic B2B traffic for demos, tests and benches.
 
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod event;
 pub mod funnel;
 pub mod generate;
 pub mod replay;
 pub mod report;
+pub mod service;
 pub mod summary;
 pub mod time;

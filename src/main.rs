@@ -20,12 +20,46 @@ use spiral::{report, time};
     about = "B2B funnel journeys from touchpoint streams"
 )]
 struct Cli {
+    /// Log format on standard error; the level filter comes from RUST_LOG (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// The live service: consume Kafka, serve metrics and the summary API (SIGTERM drains).
+    Run {
+        /// The configuration file (needs a [kafka] section).
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// The live service on generated traffic through an in-process Kafka cluster: no set-up.
+    Demo {
+        /// Messages to produce.
+        #[arg(long, default_value_t = 2_000_000)]
+        events: u64,
+        #[arg(long, default_value_t = 20_000)]
+        accounts: u64,
+        /// Messages per second.
+        #[arg(long, default_value_t = 20_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Stop by itself after this many seconds (default: run until Ctrl-C).
+        #[arg(long)]
+        seconds: Option<u64>,
+        /// Seconds between funnel tables.
+        #[arg(long, default_value_t = 5)]
+        table_every: u64,
+    },
     /// Run the engine over JSON Lines files and write the summary (SPEC §8).
     Replay {
         /// The configuration file.
@@ -71,6 +105,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logs(cli.log_format);
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -80,8 +115,43 @@ fn main() -> ExitCode {
     }
 }
 
+fn init_logs(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Run { config } => {
+            let mut config = Config::load(&config)?;
+            config
+                .service
+                .apply_env(|name| std::env::var(name).ok())
+                .map_err(anyhow::Error::msg)?;
+            spiral::service::run(&config, Default::default())
+        }
+        Command::Demo {
+            events,
+            accounts,
+            rate,
+            seed,
+            seconds,
+            table_every,
+        } => spiral::demo::run(&spiral::demo::DemoOptions {
+            events,
+            accounts,
+            rate,
+            seed,
+            stop_after: seconds.map(std::time::Duration::from_secs),
+            table_every: std::time::Duration::from_secs(table_every.max(1)),
+        }),
         Command::Replay {
             config,
             summary,

@@ -252,6 +252,28 @@ impl Accounts {
         }
     }
 
+    /// Visits the journeys of one account in funnel `f` with its touches (for the account view).
+    pub fn journeys_of(
+        &mut self,
+        account: u32,
+        f: usize,
+        funnels: &Funnels,
+        mut visit: impl FnMut(&[Touch], &Journey, bool),
+    ) {
+        let touches = &mut self.accounts[account as usize].touches;
+        let mut found = Vec::new();
+        journey::walk(touches, 0, f, funnels, false, |j, later| {
+            found.push((j.clone(), later))
+        });
+        for (j, later) in found {
+            visit(touches, &j, later);
+        }
+    }
+
+    pub fn lookup(&self, arena: &StrArena, name: &[u8]) -> Option<u32> {
+        self.names.get(arena, name)
+    }
+
     pub fn touch_count(&self) -> usize {
         self.accounts.iter().map(|a| a.touches.len()).sum()
     }

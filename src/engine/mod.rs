@@ -10,6 +10,9 @@ mod dedup;
 mod identity;
 pub mod store;
 mod timers;
+mod view;
+
+pub use view::{AccountView, FunnelView, JourneyView, StageView, TouchView};
 
 use crate::config::Config;
 use crate::event::{Event, EventType, RejectReason};
@@ -41,6 +44,8 @@ pub struct Counters {
     pub duplicates: u64,
     pub identify: u64,
     pub late: u64,
+    /// Late touches that changed a stage's numbers when applied (SPEC §4); not in the summary.
+    pub late_corrections: u64,
     pub rejected: [u64; 6],
 }
 
@@ -60,6 +65,11 @@ pub struct Engine {
     watermark: Millis,
     /// Scratch for touches that a link releases.
     joined: Vec<(u32, Touch)>,
+    /// Scratch copy of `stats` to tell whether a late touch corrected them.
+    stats_before: Vec<FunnelStats>,
+    /// Whether [`Engine::apply`] moves the watermark itself (replay: one stream) or the caller
+    /// does (the live service: the slowest active partition decides, SPEC §4).
+    external_watermark: bool,
 }
 
 impl Engine {
@@ -78,7 +88,16 @@ impl Engine {
             newest: None,
             watermark: Millis::MIN,
             joined: Vec::new(),
+            stats_before: Vec::new(),
+            external_watermark: false,
         })
+    }
+
+    /// An engine whose watermark only [`Engine::advance_watermark`] moves: events still count
+    /// as late against it, but their times no longer push it forward.
+    pub fn with_external_watermark(mut self) -> Engine {
+        self.external_watermark = true;
+        self
     }
 
     /// Counts a rejected message (SPEC §1): it has no other effect.
@@ -125,6 +144,13 @@ impl Engine {
                 let online = event.channel == Some(crate::event::Channel::Online);
                 let touch = Touch::new(time, id, kind, online);
                 match self.identity.resolve(ids) {
+                    Some(account) if late => {
+                        self.stats_before.clone_from(&self.stats);
+                        self.insert_touch(account, touch);
+                        if self.stats_before != self.stats {
+                            self.counters.late_corrections += 1;
+                        }
+                    }
                     Some(account) => self.insert_touch(account, touch),
                     None => self.identity.wait(touch, ids),
                 }
@@ -133,7 +159,9 @@ impl Engine {
 
         let newest = self.newest.map_or(time, |n| n.max(time));
         self.newest = Some(newest);
-        self.advance_watermark(newest.saturating_sub(self.allowed_lateness));
+        if !self.external_watermark {
+            self.advance_watermark(newest.saturating_sub(self.allowed_lateness));
+        }
         // A touch that waits although the watermark is already past its time plus
         // `pending_ttl` is given up at once, whether or not the watermark moved.
         self.identity.expire(self.watermark);

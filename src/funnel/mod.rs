@@ -104,6 +104,8 @@ pub struct Funnels {
     stage_name_count: usize,
     /// `codes[kind * funnels.len() + f]`: stage index, [`NO_STAGE`] or [`LOST`].
     codes: Vec<u8>,
+    /// Touchpoint kinds the configuration names, by index (0: any other kind).
+    touchpoint_names: Vec<String>,
 }
 
 impl Funnels {
@@ -162,8 +164,10 @@ impl Funnels {
                 journey_timeout: c.journey_timeout,
             })
             .collect();
+        let touchpoint_names = names_of_touchpoints.iter().map(|n| n.to_string()).collect();
         Ok(Funnels {
             funnels,
+            touchpoint_names,
             touchpoints,
             stage_names,
             stage_name_count,
@@ -186,6 +190,12 @@ impl Funnels {
             .and_then(|s| self.stage_names.get(s).copied())
             .unwrap_or(0) as usize;
         (t * self.stage_name_count + s) as u16
+    }
+
+    /// The touchpoint kind of a kind, when the configuration names it.
+    pub fn touchpoint_name(&self, kind: u16) -> Option<&str> {
+        let t = kind as usize / self.stage_name_count;
+        (t > 0).then(|| self.touchpoint_names[t].as_str())
     }
 
     /// Stage code of a kind in funnel `f`: a stage index, [`NO_STAGE`] or [`LOST`].

@@ -9,6 +9,25 @@ use crate::time::Millis;
 /// Buckets of `turns_before_entry`: 0, 1, 2, 3, 4+.
 pub const TURN_BUCKETS: usize = 5;
 
+/// Upper bounds (inclusive) of the time-to-convert histogram, from an hour to a year: B2B
+/// stages take hours (a demo booked the same day) to months (a procurement cycle).
+pub const CONVERSION_BOUNDS_MS: [Millis; 12] = [
+    HOUR,
+    6 * HOUR,
+    DAY,
+    3 * DAY,
+    7 * DAY,
+    14 * DAY,
+    30 * DAY,
+    60 * DAY,
+    90 * DAY,
+    180 * DAY,
+    270 * DAY,
+    365 * DAY,
+];
+const HOUR: Millis = 3_600_000;
+const DAY: Millis = 24 * HOUR;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StageStats {
     pub entered: i64,
@@ -19,6 +38,11 @@ pub struct StageStats {
     pub entered_online: i64,
     pub entered_offline: i64,
     pub turns: [i64; TURN_BUCKETS],
+    /// Exact sum of turns before entry (the buckets stop at 4+), for the histogram's `_sum`.
+    pub turns_sum: i64,
+    /// Conversions per bucket of [`CONVERSION_BOUNDS_MS`] (not cumulative); those slower
+    /// than the last bound are `converted` minus the sum of these.
+    pub conversion_buckets: [i64; CONVERSION_BOUNDS_MS.len()],
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,6 +50,9 @@ pub struct FunnelStats {
     pub journeys: i64,
     pub won: i64,
     pub lost: i64,
+    /// Journeys neither won nor lost that are over: a later journey exists or the watermark
+    /// passed `journey_timeout` after their last touch.
+    pub expired: i64,
     pub stages: Vec<StageStats>,
 }
 
@@ -51,7 +78,12 @@ impl FunnelStats {
         match journey.end {
             End::Won => self.won += sign,
             End::Lost => self.lost += sign,
-            End::Open => {}
+            End::Open => {
+                if has_later || watermark > journey.last_time.saturating_add(funnel.journey_timeout)
+                {
+                    self.expired += sign;
+                }
+            }
         }
         let last = funnel.last_stage();
         for s in 0..journey.reached {
@@ -62,12 +94,18 @@ impl FunnelStats {
             } else {
                 stage.entered_offline += sign;
             }
-            stage.turns[(journey.turns_before[s] as usize).min(TURN_BUCKETS - 1)] += sign;
+            let turns = journey.turns_before[s];
+            stage.turns[(turns as usize).min(TURN_BUCKETS - 1)] += sign;
+            stage.turns_sum += sign * i64::from(turns);
             if s < last {
                 match journey.outcome(s, funnel, watermark, has_later) {
                     Outcome::Converted(ms) => {
                         stage.converted += sign;
                         stage.conversion_ms_sum += sign * ms;
+                        if let Some(b) = CONVERSION_BOUNDS_MS.iter().position(|&bound| ms <= bound)
+                        {
+                            stage.conversion_buckets[b] += sign;
+                        }
                     }
                     Outcome::Dropped => stage.dropped += sign,
                     Outcome::Open => stage.open += sign,

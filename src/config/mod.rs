@@ -15,6 +15,10 @@ use serde::Deserialize;
 use crate::event::Channel;
 use crate::time::{Millis, parse_duration};
 
+mod service;
+
+pub use service::{Dimension, HttpConfig, KafkaConfig, MetricsConfig, ServiceConfig};
+
 /// Most stages a funnel may have (SPEC §3).
 pub const MAX_STAGES: usize = 16;
 
@@ -47,6 +51,8 @@ pub struct Config {
     /// Default channel of each touchpoint kind, in file order.
     pub touchpoints: Vec<(String, Channel)>,
     pub funnels: Vec<FunnelConfig>,
+    /// The live service's sections: `[kafka]`, `[http]`, `[metrics]`, `[service]`.
+    pub service: ServiceConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +109,13 @@ pub struct RawConfig {
     touchpoints: BTreeMap<String, String>,
     #[serde(default, rename = "funnel")]
     funnels: Vec<RawFunnel>,
+    kafka: Option<service::RawKafka>,
+    #[serde(default)]
+    http: service::RawHttp,
+    #[serde(default)]
+    metrics: service::RawMetrics,
+    #[serde(default)]
+    service: service::RawServiceSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -135,12 +148,12 @@ struct RawFunnel {
 }
 
 /// Collects `file: key: problem` errors with the file name filled in.
-struct Errors<'a> {
+pub(crate) struct Errors<'a> {
     file: &'a str,
 }
 
 impl Errors<'_> {
-    fn at(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    pub(crate) fn at(&self, key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
         ConfigError {
             file: self.file.to_string(),
             key: key.into(),
@@ -148,7 +161,7 @@ impl Errors<'_> {
         }
     }
 
-    fn duration(
+    pub(crate) fn duration(
         &self,
         key: &str,
         value: Option<&str>,
@@ -234,11 +247,14 @@ impl RawConfig {
             }
             funnels.push(funnel);
         }
+        let service =
+            service::validate(self.kafka, self.http, self.metrics, self.service, &errors)?;
         Ok(Config {
             pipeline,
             identity,
             touchpoints,
             funnels,
+            service,
         })
     }
 }
@@ -340,7 +356,7 @@ fn syntax_error(errors: &Errors<'_>, text: &str, e: &toml::de::Error) -> ConfigE
 mod tests {
     use super::*;
 
-    const EXAMPLE: &str = include_str!("../config/spiral.toml");
+    const EXAMPLE: &str = include_str!("../../config/spiral.toml");
 
     fn err(text: &str) -> String {
         Config::parse(text, "t.toml").unwrap_err().to_string()

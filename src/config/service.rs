@@ -1,0 +1,467 @@
+//! The live service's sections of the configuration file: `[kafka]`, `[http]`, `[metrics]` and
+//! `[service]`. SPEC §7 leaves them to the project; like the funnel keys, every key is
+//! validated at start and unknown keys are errors.
+//!
+//! Deploy-time values can come from the environment instead of the file (see
+//! [`ServiceConfig::apply_env`]): brokers and credentials differ per environment, the funnels
+//! do not.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::{ConfigError, Errors};
+
+/// librdkafka settings that Spiral owns because correctness depends on them: offsets are
+/// stored only after the engine applied a message, and the group and brokers come from
+/// their own keys. Setting them under `[kafka.*]` is an error rather than a silent override.
+pub const OWNED_CLIENT_KEYS: &[&str] = &[
+    "bootstrap.servers",
+    "group.id",
+    "enable.auto.offset.store",
+    "enable.partition.eof",
+];
+
+/// The validated service sections.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// `None` when the file has no `[kafka]` (fine for replay; `spiral run` needs it).
+    pub kafka: Option<KafkaConfig>,
+    pub http: HttpConfig,
+    pub metrics: MetricsConfig,
+    /// How long a graceful shutdown may take before the process exits anyway.
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    pub group_id: String,
+    pub topics: Vec<String>,
+    pub dlq_topic: String,
+    /// A partition with no message for this long stops holding the watermark back (SPEC §4).
+    pub idle_timeout: Duration,
+    /// Most messages applied to the engine under one lock.
+    pub poll_batch: usize,
+    /// librdkafka settings for every client (security: `security.protocol`, `sasl.*`, `ssl.*`).
+    pub client: BTreeMap<String, String>,
+    /// librdkafka settings for the consumer only, applied after `client`.
+    pub consumer: BTreeMap<String, String>,
+    /// librdkafka settings for the dead-letter producer only, applied after `client`.
+    pub producer: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpConfig {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// Breakdown dimensions of `spiral_stage_entered_total` and the cost counter.
+    pub dimensions: Vec<Dimension>,
+    /// Distinct values of a dimension that get their own label; later ones are `other`.
+    pub top_n: usize,
+}
+
+/// A breakdown dimension: a field of the entering touch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dimension {
+    Campaign,
+    Source,
+    /// `attributes.<name>`.
+    Attribute(String),
+}
+
+impl Dimension {
+    /// The Prometheus label name: `campaign`, `source`, or the attribute's name.
+    pub fn label(&self) -> &str {
+        match self {
+            Dimension::Campaign => "campaign",
+            Dimension::Source => "source",
+            Dimension::Attribute(name) => name,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawKafka {
+    brokers: Option<String>,
+    group_id: Option<String>,
+    #[serde(default)]
+    topics: Vec<String>,
+    dlq_topic: Option<String>,
+    idle_timeout: Option<String>,
+    poll_batch: Option<i64>,
+    #[serde(default)]
+    client: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    consumer: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    producer: BTreeMap<String, toml::Value>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    listen: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    #[serde(default)]
+    dimensions: Vec<String>,
+    top_n: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawServiceSection {
+    shutdown_timeout: Option<String>,
+}
+
+pub(crate) fn validate(
+    kafka: Option<RawKafka>,
+    http: RawHttp,
+    metrics: RawMetrics,
+    service: RawServiceSection,
+    errors: &Errors<'_>,
+) -> Result<ServiceConfig, ConfigError> {
+    let kafka = kafka.map(|k| k.validate(errors)).transpose()?;
+    let listen = http.listen.as_deref().unwrap_or("127.0.0.1:9464");
+    let listen = listen.parse().map_err(|_| {
+        errors.at(
+            "http.listen",
+            format!("{listen:?} is not an address like \"127.0.0.1:9464\""),
+        )
+    })?;
+    let top_n = match metrics.top_n {
+        None => 20,
+        Some(n) if (1..=1000).contains(&n) => n as usize,
+        Some(n) => {
+            return Err(errors.at(
+                "metrics.top_n",
+                format!("must be between 1 and 1000, got {n}"),
+            ));
+        }
+    };
+    let mut dimensions = Vec::new();
+    for (i, name) in metrics.dimensions.iter().enumerate() {
+        let dimension = parse_dimension(name)
+            .map_err(|problem| errors.at(format!("metrics.dimensions[{i}]"), problem))?;
+        if dimensions.contains(&dimension) {
+            return Err(errors.at(
+                format!("metrics.dimensions[{i}]"),
+                format!("{name:?} is listed twice"),
+            ));
+        }
+        dimensions.push(dimension);
+    }
+    if dimensions.len() > MAX_DIMENSIONS {
+        return Err(errors.at(
+            "metrics.dimensions",
+            format!(
+                "at most {MAX_DIMENSIONS} dimensions, got {}",
+                dimensions.len()
+            ),
+        ));
+    }
+    let shutdown_timeout = errors.duration(
+        "service.shutdown_timeout",
+        service.shutdown_timeout.as_deref(),
+        30_000,
+    )?;
+    Ok(ServiceConfig {
+        kafka,
+        http: HttpConfig { listen },
+        metrics: MetricsConfig { dimensions, top_n },
+        shutdown_timeout: millis(shutdown_timeout),
+    })
+}
+
+/// Most breakdown dimensions: every one multiplies the label sets of the entered counter.
+pub const MAX_DIMENSIONS: usize = 4;
+
+/// Labels Spiral itself puts on the stage metrics; a dimension may not take one of them.
+const RESERVED_LABELS: &[&str] = &["funnel", "stage", "channel", "outcome", "le"];
+
+fn parse_dimension(name: &str) -> Result<Dimension, String> {
+    let dimension = match name {
+        "campaign" => Dimension::Campaign,
+        "source" => Dimension::Source,
+        _ => match name.strip_prefix("attributes.") {
+            Some(attr) if is_label_name(attr) => Dimension::Attribute(attr.to_string()),
+            Some(attr) => {
+                return Err(format!(
+                    "attribute {attr:?} cannot be a Prometheus label name \
+                     (letters, digits and _, not starting with a digit or __)"
+                ));
+            }
+            None => {
+                return Err(format!(
+                    "{name:?} is not a dimension: use \"campaign\", \"source\" or \
+                     \"attributes.NAME\""
+                ));
+            }
+        },
+    };
+    if RESERVED_LABELS.contains(&dimension.label()) {
+        return Err(format!(
+            "{name:?} would take the label {:?}, which Spiral already uses",
+            dimension.label()
+        ));
+    }
+    Ok(dimension)
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with("__")
+}
+
+impl RawKafka {
+    fn validate(self, errors: &Errors<'_>) -> Result<KafkaConfig, ConfigError> {
+        let required = |value: Option<String>, key: &str| match value {
+            Some(v) if !v.trim().is_empty() => Ok(v),
+            Some(_) => Err(errors.at(key, "must not be empty")),
+            None => Err(errors.at(key, "missing (required in [kafka])")),
+        };
+        let brokers = required(self.brokers, "kafka.brokers")?;
+        let dlq_topic = required(self.dlq_topic, "kafka.dlq_topic")?;
+        let group_id = match self.group_id {
+            None => "spiral".to_string(),
+            Some(g) if g.is_empty() => return Err(errors.at("kafka.group_id", "must not be empty")),
+            Some(g) => g,
+        };
+        if self.topics.is_empty() {
+            return Err(errors.at("kafka.topics", "at least one topic to consume is required"));
+        }
+        for (i, topic) in self.topics.iter().enumerate() {
+            let key = format!("kafka.topics[{i}]");
+            if topic.is_empty() {
+                return Err(errors.at(key, "must not be empty"));
+            }
+            if self.topics[..i].contains(topic) {
+                return Err(errors.at(key, format!("topic {topic:?} is listed twice")));
+            }
+            if *topic == dlq_topic {
+                return Err(errors.at(
+                    key,
+                    format!("{topic:?} is also the dead-letter topic: rejects would loop"),
+                ));
+            }
+        }
+        let idle_timeout =
+            errors.duration("kafka.idle_timeout", self.idle_timeout.as_deref(), 30_000)?;
+        let poll_batch = match self.poll_batch {
+            None => 2000,
+            Some(n) if (1..=1_000_000).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(errors.at(
+                    "kafka.poll_batch",
+                    format!("must be between 1 and 1000000, got {n}"),
+                ));
+            }
+        };
+        Ok(KafkaConfig {
+            brokers,
+            group_id,
+            topics: self.topics,
+            dlq_topic,
+            idle_timeout: millis(idle_timeout),
+            poll_batch,
+            client: client_settings(self.client, "kafka.client", errors)?,
+            consumer: client_settings(self.consumer, "kafka.consumer", errors)?,
+            producer: client_settings(self.producer, "kafka.producer", errors)?,
+        })
+    }
+}
+
+/// librdkafka takes every setting as a string; TOML lets people write numbers and booleans.
+fn client_settings(
+    raw: BTreeMap<String, toml::Value>,
+    at: &str,
+    errors: &Errors<'_>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut settings = BTreeMap::new();
+    for (key, value) in raw {
+        let path = format!("{at}.{key:?}");
+        if OWNED_CLIENT_KEYS.contains(&key.as_str()) {
+            return Err(errors.at(
+                path,
+                "set by Spiral (brokers and group come from kafka.brokers and kafka.group_id; \
+                 offsets are stored only after the engine applied a message)",
+            ));
+        }
+        let value = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => {
+                return Err(errors.at(
+                    path,
+                    format!("a librdkafka setting is a string, number or boolean, got {other}"),
+                ));
+            }
+        };
+        settings.insert(key, value);
+    }
+    Ok(settings)
+}
+
+fn millis(ms: i64) -> Duration {
+    Duration::from_millis(ms.max(0) as u64)
+}
+
+impl ServiceConfig {
+    /// Applies deploy-time overrides from the environment (`env` is `std::env::var` in the
+    /// binary, a map in tests): `SPIRAL_KAFKA_BROKERS`, `SPIRAL_KAFKA_GROUP_ID`,
+    /// `SPIRAL_KAFKA_SASL_USERNAME`, `SPIRAL_KAFKA_SASL_PASSWORD` and `SPIRAL_HTTP_LISTEN`.
+    /// Errors name the variable.
+    pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        if let Some(listen) = env("SPIRAL_HTTP_LISTEN") {
+            self.http.listen = listen.parse().map_err(|_| {
+                format!("SPIRAL_HTTP_LISTEN: {listen:?} is not an address like \"0.0.0.0:9464\"")
+            })?;
+        }
+        let Some(kafka) = &mut self.kafka else {
+            return Ok(());
+        };
+        let non_empty = |name: &str| match env(name) {
+            Some(v) if v.is_empty() => Err(format!("{name}: must not be empty when set")),
+            other => Ok(other),
+        };
+        if let Some(brokers) = non_empty("SPIRAL_KAFKA_BROKERS")? {
+            kafka.brokers = brokers;
+        }
+        if let Some(group) = non_empty("SPIRAL_KAFKA_GROUP_ID")? {
+            kafka.group_id = group;
+        }
+        if let Some(user) = non_empty("SPIRAL_KAFKA_SASL_USERNAME")? {
+            kafka.client.insert("sasl.username".into(), user);
+        }
+        if let Some(password) = non_empty("SPIRAL_KAFKA_SASL_PASSWORD")? {
+            kafka.client.insert("sasl.password".into(), password);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const FUNNEL: &str = r#"
+[[funnel]]
+name = "f"
+stages = ["a", "b"]
+conversion_window = "1d"
+"#;
+
+    fn parse(extra: &str) -> Result<Config, String> {
+        Config::parse(&format!("{extra}\n{FUNNEL}"), "s.toml").map_err(|e| e.to_string())
+    }
+
+    const KAFKA: &str = r#"
+[kafka]
+brokers = "127.0.0.1:9092"
+topics = ["touchpoints.online", "identity"]
+dlq_topic = "spiral.dlq"
+"#;
+
+    #[test]
+    fn defaults_without_service_sections() {
+        let config = parse("").unwrap();
+        assert_eq!(config.service.kafka, None);
+        assert_eq!(config.service.http.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(config.service.metrics.top_n, 20);
+        assert_eq!(config.service.shutdown_timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn kafka_section_with_client_settings() {
+        let config = parse(&format!(
+            "{KAFKA}idle_timeout = \"5s\"\n[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\
+             [kafka.consumer]\n\"fetch.max.bytes\" = 1048576\n\"check.crcs\" = true\n"
+        ))
+        .unwrap();
+        let kafka = config.service.kafka.unwrap();
+        assert_eq!(kafka.group_id, "spiral");
+        assert_eq!(kafka.idle_timeout, Duration::from_secs(5));
+        assert_eq!(kafka.client["security.protocol"], "SASL_SSL");
+        assert_eq!(kafka.consumer["fetch.max.bytes"], "1048576");
+        assert_eq!(kafka.consumer["check.crcs"], "true");
+    }
+
+    #[test]
+    fn problems_name_file_and_key() {
+        let cases = [
+            (
+                "[kafka]\ntopics = [\"t\"]\ndlq_topic = \"d\"",
+                "s.toml: kafka.brokers: missing",
+            ),
+            (
+                "[kafka]\nbrokers = \"b\"\ntopics = []\ndlq_topic = \"d\"",
+                "s.toml: kafka.topics: at least one topic",
+            ),
+            (
+                "[kafka]\nbrokers = \"b\"\ntopics = [\"t\"]\ndlq_topic = \"t\"",
+                "s.toml: kafka.topics[0]: \"t\" is also the dead-letter topic",
+            ),
+            (
+                &format!("{KAFKA}[kafka.consumer]\n\"enable.auto.offset.store\" = true"),
+                "s.toml: kafka.consumer.\"enable.auto.offset.store\": set by Spiral",
+            ),
+            (
+                &format!("{KAFKA}brokerz = 1"),
+                "s.toml: kafka.brokerz: unknown field",
+            ),
+            (
+                "[http]\nlisten = \"nowhere\"",
+                "s.toml: http.listen: \"nowhere\" is not an address",
+            ),
+            (
+                "[metrics]\ndimensions = [\"region\"]",
+                "s.toml: metrics.dimensions[0]: \"region\" is not a dimension",
+            ),
+            (
+                "[metrics]\ndimensions = [\"attributes.le\"]",
+                "s.toml: metrics.dimensions[0]: \"attributes.le\" would take the label \"le\"",
+            ),
+            (
+                "[service]\nshutdown_timeout = \"soon\"",
+                "s.toml: service.shutdown_timeout: ",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = parse(text).unwrap_err();
+            assert!(got.starts_with(want), "{text}\n got: {got}\nwant: {want}");
+        }
+    }
+
+    #[test]
+    fn environment_overrides_deploy_values() {
+        let mut service = parse(KAFKA).unwrap().service;
+        let env = |name: &str| match name {
+            "SPIRAL_KAFKA_BROKERS" => Some("kafka-0:9093".to_string()),
+            "SPIRAL_KAFKA_SASL_PASSWORD" => Some("s3cret".to_string()),
+            "SPIRAL_HTTP_LISTEN" => Some("0.0.0.0:9000".to_string()),
+            _ => None,
+        };
+        service.apply_env(env).unwrap();
+        let kafka = service.kafka.as_ref().unwrap();
+        assert_eq!(kafka.brokers, "kafka-0:9093");
+        assert_eq!(kafka.client["sasl.password"], "s3cret");
+        assert_eq!(service.http.listen.to_string(), "0.0.0.0:9000");
+        let bad = service.apply_env(|n| (n == "SPIRAL_HTTP_LISTEN").then(|| "x".to_string()));
+        assert!(bad.unwrap_err().starts_with("SPIRAL_HTTP_LISTEN: \"x\""));
+    }
+}

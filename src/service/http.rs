@@ -1,0 +1,93 @@
+//! The HTTP surface: `/metrics`, `/api/v1/summary`, `/api/v1/accounts/{account_id}`,
+//! `/healthz` and `/readyz`.
+//!
+//! Handlers take the engine lock for as long as one read takes; the consumer thread holds it
+//! per batch (a few milliseconds), so a scrape waits at most that long.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::get;
+use prometheus::Registry;
+
+use super::metrics;
+use super::state::Shared;
+
+#[derive(Clone)]
+struct App {
+    shared: Arc<Shared>,
+    process: Arc<Registry>,
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    let app = App {
+        shared,
+        process: Arc::new(metrics::process_registry()),
+    };
+    Router::new()
+        .route("/metrics", get(scrape))
+        .route("/api/v1/summary", get(summary))
+        .route("/api/v1/accounts/{account_id}", get(account))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .with_state(app)
+}
+
+/// CPU-bound reads run off the reactor's worker threads.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("a metrics or summary read panicked")
+}
+
+async fn scrape(State(app): State<App>) -> Response {
+    let text = blocking(move || metrics::render(&app.shared, &app.process)).await;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn summary(State(app): State<App>) -> Response {
+    let summary = blocking(move || app.shared.engine().summary()).await;
+    Json(summary).into_response()
+}
+
+async fn account(State(app): State<App>, Path(account_id): Path<String>) -> Response {
+    let id = account_id.clone();
+    let view = blocking(move || app.shared.engine().account(&id)).await;
+    match view {
+        Some(view) => Json(view).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("no account {account_id:?}")})),
+        )
+            .into_response(),
+    }
+}
+
+/// Alive as long as the consumer thread runs.
+async fn healthz(State(app): State<App>) -> Response {
+    if app.shared.stopped.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "consumer stopped\n").into_response()
+    } else {
+        "ok\n".into_response()
+    }
+}
+
+/// Ready once partitions are assigned and a poll has completed since.
+async fn readyz(State(app): State<App>) -> Response {
+    if app.shared.ready.load(Ordering::Relaxed) && !app.shared.stopping() {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+    }
+}

@@ -1,0 +1,363 @@
+//! `GET /metrics` (SPEC §5.2): the engine's numbers in Prometheus' text format.
+//!
+//! The business metrics are read from the engine at scrape time, from the same summary that
+//! `/api/v1/summary` serves, so a scrape and the summary can never disagree: there is one home
+//! for every number. A late touch can lower a stage's `entered`, `converted` or `dropped` (it
+//! can merge two journeys); the counters then go down with it and
+//! `spiral_late_corrections_total` counts the event (see docs/decisions.md).
+
+use prometheus::proto::{
+    Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
+};
+use prometheus::{Encoder, Registry, TextEncoder};
+
+use crate::event::RejectReason;
+use crate::funnel::stats::{CONVERSION_BOUNDS_MS, TURN_BUCKETS};
+use crate::summary::Summary;
+
+use super::state::Shared;
+
+/// Renders every metric: the engine's, the consumer's and the process'.
+pub fn render(shared: &Shared, process: &Registry) -> String {
+    let mut families = business(shared);
+    families.extend(process.gather());
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&families, &mut out)
+        .expect("text encoding into memory cannot fail");
+    String::from_utf8(out).expect("the text format is UTF-8")
+}
+
+/// A process collector registry (CPU, memory, open files) for the process metrics.
+pub fn process_registry() -> Registry {
+    let registry = Registry::new();
+    #[cfg(target_os = "linux")]
+    registry
+        .register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))
+        .expect("a fresh registry takes the process collector");
+    registry
+}
+
+fn business(shared: &Shared) -> Vec<MetricFamily> {
+    let (summary, stats, counters, pending) = {
+        let engine = shared.engine();
+        (
+            engine.summary(),
+            engine.stats().to_vec(),
+            engine.counters().clone(),
+            engine.pending(),
+        )
+    };
+    let mut m = Families::default();
+    stage_metrics(&mut m, &summary, &stats);
+    let e = &summary.events;
+    let f = m.family(
+        "spiral_events_total",
+        "Messages read, by result.",
+        MetricType::COUNTER,
+    );
+    f.counter(&[("result", "accepted")], e.accepted as f64);
+    f.counter(&[("result", "duplicate")], e.duplicates as f64);
+    f.counter(&[("result", "rejected")], e.rejected.total() as f64);
+    let f = m.family(
+        "spiral_events_rejected_total",
+        "Rejected messages, by reason (SPEC §1).",
+        MetricType::COUNTER,
+    );
+    for reason in RejectReason::ALL {
+        f.counter(
+            &[("reason", reason.as_str())],
+            e.rejected.get(reason) as f64,
+        );
+    }
+    m.single(
+        "spiral_events_late_total",
+        "Touches older than the watermark when read.",
+        MetricType::COUNTER,
+        e.late as f64,
+    );
+    m.single(
+        "spiral_late_corrections_total",
+        "Late touches that changed a stage's numbers.",
+        MetricType::COUNTER,
+        counters.late_corrections as f64,
+    );
+    m.single(
+        "spiral_identity_pending",
+        "Touches waiting for their account.",
+        MetricType::GAUGE,
+        pending as f64,
+    );
+    m.single(
+        "spiral_identity_conflicts_total",
+        "Links that contradict an earlier link of the same id.",
+        MetricType::COUNTER,
+        e.identity_conflicts as f64,
+    );
+    m.single(
+        "spiral_identity_unresolved_total",
+        "Touches given up on after identity.pending_ttl.",
+        MetricType::COUNTER,
+        e.unresolved as f64,
+    );
+    if let Some(watermark) = summary.watermark.as_deref() {
+        let ms = crate::time::parse_rfc3339(watermark).unwrap_or_default();
+        m.single(
+            "spiral_watermark_seconds",
+            "The event-time watermark, Unix seconds.",
+            MetricType::GAUGE,
+            ms as f64 / 1000.0,
+        );
+    }
+    let f = m.family(
+        "spiral_touchpoint_cost_total",
+        "Cost of accepted touches, by channel and campaign.",
+        MetricType::COUNTER,
+    );
+    for (channel, campaign, total) in shared.costs().totals() {
+        f.counter(
+            &[("channel", channel.as_str()), ("campaign", campaign)],
+            total,
+        );
+    }
+    let f = m.family(
+        "spiral_kafka_consumer_lag_messages",
+        "Messages behind the end of each assigned partition (after the last stored offset).",
+        MetricType::GAUGE,
+    );
+    let now = std::time::Instant::now();
+    for p in shared.partitions().status(now) {
+        if let Some(lag) = p.lag {
+            let partition = p.partition.to_string();
+            f.gauge(
+                &[("topic", &p.topic), ("partition", &partition)],
+                lag as f64,
+            );
+        }
+    }
+    let dlq = &shared.dlq;
+    m.single(
+        "spiral_dlq_messages_total",
+        "Rejected messages written to the dead-letter topic.",
+        MetricType::COUNTER,
+        dlq.delivered.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    m.single(
+        "spiral_dlq_retries_total",
+        "Dead-letter delivery rounds that had to be retried.",
+        MetricType::COUNTER,
+        dlq.retries.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    m.0.into_iter()
+        .filter(|f| !f.get_metric().is_empty())
+        .collect()
+}
+
+fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[crate::funnel::stats::FunnelStats]) {
+    let names = [
+        (
+            "spiral_stage_entered_total",
+            "Stage entries, by entering channel.",
+        ),
+        (
+            "spiral_stage_converted_total",
+            "Conversions from stage to the next.",
+        ),
+        ("spiral_stage_dropped_total", "Drop-offs at stage."),
+    ];
+    for (i, (name, help)) in names.into_iter().enumerate() {
+        let f = m.family(name, help, MetricType::COUNTER);
+        for funnel in &summary.funnels {
+            let last = funnel.stages.len() - 1;
+            for (s, stage) in funnel.stages.iter().enumerate() {
+                let labels = [
+                    ("funnel", funnel.name.as_str()),
+                    ("stage", stage.name.as_str()),
+                ];
+                match i {
+                    0 => {
+                        let by = &stage.entered_by_channel;
+                        for (channel, n) in [("online", by.online), ("offline", by.offline)] {
+                            let mut l = labels.to_vec();
+                            l.push(("channel", channel));
+                            f.counter(&l, n as f64);
+                        }
+                    }
+                    1 if s < last => f.counter(&labels, stage.converted as f64),
+                    2 if s < last => f.counter(&labels, stage.dropped as f64),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let f = m.family(
+        "spiral_stage_open",
+        "Journeys open at stage.",
+        MetricType::GAUGE,
+    );
+    for funnel in &summary.funnels {
+        let last = funnel.stages.len() - 1;
+        for stage in &funnel.stages[..last] {
+            f.gauge(
+                &[("funnel", &funnel.name), ("stage", &stage.name)],
+                stage.open as f64,
+            );
+        }
+    }
+    let f = m.family(
+        "spiral_stage_conversion_seconds",
+        "Time to convert from stage to the next.",
+        MetricType::HISTOGRAM,
+    );
+    for (funnel, fs) in summary.funnels.iter().zip(stats) {
+        let last = funnel.stages.len() - 1;
+        for (stage, st) in funnel.stages[..last].iter().zip(&fs.stages) {
+            let mut cumulative = 0;
+            let buckets =
+                CONVERSION_BOUNDS_MS
+                    .iter()
+                    .zip(&st.conversion_buckets)
+                    .map(|(&bound, &n)| {
+                        cumulative += n;
+                        (bound as f64 / 1000.0, cumulative)
+                    });
+            f.histogram(
+                &[("funnel", &funnel.name), ("stage", &stage.name)],
+                buckets.collect(),
+                st.converted,
+                st.conversion_ms_sum as f64 / 1000.0,
+            );
+        }
+    }
+    let f = m.family(
+        "spiral_stage_turns",
+        "Offline/online turns before entering stage.",
+        MetricType::HISTOGRAM,
+    );
+    for (funnel, fs) in summary.funnels.iter().zip(stats) {
+        for (stage, st) in funnel.stages.iter().zip(&fs.stages) {
+            let mut cumulative = 0;
+            let buckets = (0..TURN_BUCKETS - 1).map(|t| {
+                cumulative += st.turns[t];
+                (t as f64, cumulative)
+            });
+            f.histogram(
+                &[("funnel", &funnel.name), ("stage", &stage.name)],
+                buckets.collect(),
+                st.entered,
+                st.turns_sum as f64,
+            );
+        }
+    }
+    let f = m.family(
+        "spiral_journeys_started_total",
+        "Journeys started.",
+        MetricType::COUNTER,
+    );
+    for funnel in &summary.funnels {
+        f.counter(&[("funnel", &funnel.name)], funnel.journeys as f64);
+    }
+    let f = m.family(
+        "spiral_journeys_closed_total",
+        "Journeys over, by outcome: won, lost, or expired (timed out or followed by another).",
+        MetricType::COUNTER,
+    );
+    for (funnel, fs) in summary.funnels.iter().zip(stats) {
+        for (outcome, n) in [("won", fs.won), ("lost", fs.lost), ("expired", fs.expired)] {
+            f.counter(&[("funnel", &funnel.name), ("outcome", outcome)], n as f64);
+        }
+    }
+}
+
+/// Metric families under construction, in the order they were opened.
+#[derive(Default)]
+struct Families(Vec<MetricFamily>);
+
+impl Families {
+    fn family(&mut self, name: &str, help: &str, kind: MetricType) -> &mut MetricFamily {
+        let mut family = MetricFamily::default();
+        family.set_name(name.to_string());
+        family.set_help(help.to_string());
+        family.set_field_type(kind);
+        self.0.push(family);
+        self.0.last_mut().expect("just pushed")
+    }
+
+    fn single(&mut self, name: &str, help: &str, kind: MetricType, value: f64) {
+        let f = self.family(name, help, kind);
+        match kind {
+            MetricType::GAUGE => f.gauge(&[], value),
+            _ => f.counter(&[], value),
+        }
+    }
+}
+
+trait AddMetric {
+    fn counter(&mut self, labels: &[(&str, &str)], value: f64);
+    fn gauge(&mut self, labels: &[(&str, &str)], value: f64);
+    fn histogram(
+        &mut self,
+        labels: &[(&str, &str)],
+        buckets: Vec<(f64, i64)>,
+        count: i64,
+        sum: f64,
+    );
+}
+
+impl AddMetric for MetricFamily {
+    fn counter(&mut self, labels: &[(&str, &str)], value: f64) {
+        let mut counter = Counter::default();
+        counter.set_value(value);
+        let mut metric = Metric::from_label(label_pairs(labels));
+        metric.set_counter(counter);
+        self.mut_metric().push(metric);
+    }
+
+    fn gauge(&mut self, labels: &[(&str, &str)], value: f64) {
+        let mut gauge = Gauge::default();
+        gauge.set_value(value);
+        let mut metric = Metric::from_label(label_pairs(labels));
+        metric.set_gauge(gauge);
+        self.mut_metric().push(metric);
+    }
+
+    fn histogram(
+        &mut self,
+        labels: &[(&str, &str)],
+        buckets: Vec<(f64, i64)>,
+        count: i64,
+        sum: f64,
+    ) {
+        let mut histogram = Histogram::default();
+        histogram.set_bucket(
+            buckets
+                .into_iter()
+                .map(|(bound, cumulative)| {
+                    let mut b = Bucket::default();
+                    b.set_upper_bound(bound);
+                    b.set_cumulative_count(cumulative.max(0) as u64);
+                    b
+                })
+                .collect(),
+        );
+        histogram.set_sample_count(count.max(0) as u64);
+        histogram.set_sample_sum(sum);
+        let mut metric = Metric::from_label(label_pairs(labels));
+        metric.set_histogram(histogram);
+        self.mut_metric().push(metric);
+    }
+}
+
+fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {
+    labels
+        .iter()
+        .map(|(name, value)| {
+            let mut pair = LabelPair::default();
+            pair.set_name(name.to_string());
+            pair.set_value(value.to_string());
+            pair
+        })
+        .collect()
+}

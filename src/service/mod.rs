@@ -1,0 +1,234 @@
+//! The live service (`spiral run`): Kafka in, the engine in the middle, Prometheus and a JSON
+//! API out.
+//!
+//! - [`pipeline`]: the consumer thread (poll, apply, dead-letter, store offsets).
+//! - [`partitions`]: the per-partition watermark of SPEC §4.
+//! - [`dlq`]: the dead-letter producer that never skips a message.
+//! - [`metrics`], [`http`]: what the service shows while it runs.
+//!
+//! [`Service::start`] starts it inside a Tokio runtime and returns a handle (tests and the
+//! demo drive it that way); [`run`] is the command: start, wait for SIGTERM or SIGINT, drain.
+
+pub mod dlq;
+pub mod http;
+pub mod metrics;
+pub mod outbox;
+pub mod partitions;
+pub mod pipeline;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow};
+use tokio::net::TcpListener;
+use tokio::signal::unix::{Signal, SignalKind, signal};
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::event::Decoder;
+
+use dlq::DlqCounters;
+use partitions::Partitions;
+use pipeline::Pipeline;
+use state::{Costs, Shared};
+
+/// A running service.
+pub struct Service {
+    shared: Arc<Shared>,
+    /// Where the HTTP server listens (the configured address, with the port resolved).
+    pub addr: SocketAddr,
+    consumer_done: oneshot::Receiver<Result<()>>,
+    stop_http: oneshot::Sender<()>,
+    http: tokio::task::JoinHandle<std::io::Result<()>>,
+    shutdown_timeout: Duration,
+}
+
+impl Service {
+    /// Binds the HTTP address, joins the consumer group and starts consuming.
+    pub async fn start(config: &Config) -> Result<Service> {
+        let kafka = config.service.kafka.as_ref().ok_or_else(|| {
+            anyhow!("the configuration has no [kafka] section: spiral run needs one")
+        })?;
+        let listen = config.service.http.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("http.listen: cannot listen on {listen}"))?;
+        let addr = listener.local_addr()?;
+        let engine = Engine::new(config)
+            .map_err(|e| anyhow!(e))?
+            .with_external_watermark();
+        let shared = Arc::new(Shared {
+            engine: Mutex::new(engine),
+            partitions: Mutex::new(Partitions::new(kafka.idle_timeout)),
+            costs: Mutex::new(Costs::new(config.service.metrics.top_n)),
+            dlq: DlqCounters::default(),
+            allowed_lateness: config.pipeline.allowed_lateness,
+            ready: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
+        });
+        let decoder = Decoder::new(
+            config.pipeline.max_event_bytes,
+            config.touchpoints.iter().cloned(),
+        );
+        let timeout = config.service.shutdown_timeout;
+        let pipeline = Pipeline::new(shared.clone(), kafka, decoder, timeout)?;
+        let (done_tx, consumer_done) = oneshot::channel();
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("spiral-consumer".into())
+            .spawn(move || {
+                let result = pipeline.run();
+                thread_shared.stopped.store(true, Ordering::Relaxed);
+                let _ = done_tx.send(result);
+            })
+            .context("cannot start the consumer thread")?;
+        let (stop_http, stop_rx) = oneshot::channel::<()>();
+        let router = http::router(shared.clone());
+        let http = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        });
+        tracing::info!(%addr, topics = ?kafka.topics, group = %kafka.group_id, "spiral is running");
+        Ok(Service {
+            shared,
+            addr,
+            consumer_done,
+            stop_http,
+            http,
+            shutdown_timeout: timeout,
+        })
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Waits until the consumer thread ends by itself (an error: it only ends when asked).
+    pub async fn failed(&mut self) -> Result<()> {
+        match (&mut self.consumer_done).await {
+            Ok(Ok(())) => Err(anyhow!("the consumer stopped unexpectedly")),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(anyhow!("the consumer thread panicked")),
+        }
+    }
+
+    /// Graceful stop: the consumer finishes the batch in hand, stores and commits its offsets
+    /// and flushes the dead-letter producer; then the HTTP server stops. Gives up after
+    /// `service.shutdown_timeout`.
+    pub async fn stop(self) -> Result<()> {
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        let consumer = tokio::time::timeout(self.shutdown_timeout, self.consumer_done)
+            .await
+            .map_err(|_| {
+                anyhow!(
+                    "the consumer did not drain within service.shutdown_timeout ({:?})",
+                    self.shutdown_timeout
+                )
+            })?;
+        let _ = self.stop_http.send(());
+        let _ = self.http.await;
+        match consumer {
+            Ok(result) => result,
+            Err(_) => Err(anyhow!("the consumer thread panicked")),
+        }
+    }
+}
+
+/// Work done every so often while serving.
+pub type Tick = Box<dyn FnMut(&Shared) + Send>;
+
+/// Extras of a run, for the demo.
+#[derive(Default)]
+pub struct Hooks {
+    /// Runs every so often while serving (the demo's live table).
+    pub tick: Option<(Duration, Tick)>,
+    /// Stop as if signalled after this long.
+    pub stop_after: Option<Duration>,
+}
+
+/// `spiral run`: serves until SIGTERM or SIGINT, then drains and exits; a second signal exits
+/// at once.
+pub fn run(config: &Config, hooks: Hooks) -> Result<()> {
+    let Hooks { tick, stop_after } = hooks;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let mut signals = Signals::new()?;
+        let mut service = Service::start(config).await?;
+        let shared = service.shared().clone();
+        let ticker = tick.map(|(every, mut tick)| {
+            tokio::spawn(async move {
+                let mut interval = tokio::time::interval(every);
+                interval.tick().await;
+                loop {
+                    interval.tick().await;
+                    let shared = shared.clone();
+                    tick = tokio::task::spawn_blocking(move || {
+                        tick(&shared);
+                        tick
+                    })
+                    .await
+                    .expect("the tick panicked");
+                }
+            })
+        });
+        let stop_after = async {
+            match stop_after {
+                Some(after) => tokio::time::sleep(after).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            signal = signals.next() => tracing::info!(signal, "stopping: draining the batch in hand and committing offsets"),
+            _ = stop_after => tracing::info!("stopping: the demo's time is up"),
+            failed = service.failed() => return failed,
+        }
+        if let Some(ticker) = ticker {
+            ticker.abort();
+        }
+        tokio::select! {
+            result = service.stop() => {
+                result?;
+                tracing::info!("stopped cleanly");
+                Ok(())
+            }
+            signal = signals.next() => {
+                tracing::warn!(signal, "second signal: exiting now");
+                std::process::exit(130);
+            }
+        }
+    })
+}
+
+struct Signals {
+    term: Signal,
+    int: Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        }
+    }
+}

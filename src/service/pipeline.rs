@@ -1,0 +1,286 @@
+//! The consumer thread: poll a batch, apply it to the engine, deliver its rejects to the
+//! dead-letter topic, and only then store its offsets.
+//!
+//! It runs on its own OS thread, never on the async reactor: librdkafka's poll blocks, and a
+//! batch holds the engine lock for a few milliseconds of pure CPU work.
+//!
+//! Offsets: `enable.auto.offset.store` is forced off and an offset is stored only after its
+//! message was applied (and, when rejected, delivered to the dead-letter topic); librdkafka's
+//! auto-commit then commits stored offsets, and a revocation or shutdown commits them at once.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rdkafka::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
+
+use crate::config::KafkaConfig;
+use crate::engine::Applied;
+use crate::event::{Channel, Decoder, EventType};
+
+use super::dlq::{DeadLetter, DeadLetters};
+use super::outbox::Outbox;
+use super::state::Shared;
+
+/// Settings applied before the operator's (they may change them).
+const DEFAULTS: &[(&str, &str)] = &[
+    ("auto.offset.reset", "earliest"),
+    ("enable.auto.commit", "true"),
+    ("auto.commit.interval.ms", "1000"),
+    // Lag per partition comes from librdkafka's statistics.
+    ("statistics.interval.ms", "1000"),
+    // Bounded prefetch: at most 32 MiB of fetched messages waiting per consumer.
+    ("queued.max.messages.kbytes", "32768"),
+];
+
+/// The client settings: defaults, then `[kafka.client]`, then the client's own section, then
+/// what Spiral owns (config validation already refused those keys under `[kafka.*]`).
+pub fn client_config(kafka: &KafkaConfig, consumer: bool) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set_log_level(RDKafkaLogLevel::Warning);
+    if consumer {
+        for (key, value) in DEFAULTS {
+            config.set(*key, *value);
+        }
+    }
+    let own = if consumer {
+        &kafka.consumer
+    } else {
+        &kafka.producer
+    };
+    for (key, value) in kafka.client.iter().chain(own) {
+        config.set(key, value);
+    }
+    config.set("bootstrap.servers", &kafka.brokers);
+    if consumer {
+        config
+            .set("group.id", &kafka.group_id)
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false");
+    }
+    config
+}
+
+/// Keeps the partition table in step with the group's assignments, commits stored offsets
+/// before partitions go, and reads lag from librdkafka's statistics.
+pub struct GroupContext {
+    shared: Arc<Shared>,
+    outbox: Arc<Mutex<Outbox>>,
+}
+
+impl GroupContext {
+    fn outbox(&self) -> MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ClientContext for GroupContext {
+    fn stats(&self, statistics: Statistics) {
+        let mut partitions = self.shared.partitions();
+        for (topic, t) in &statistics.topics {
+            for (&partition, p) in &t.partitions {
+                // -1 is librdkafka's "unassigned" pseudo-partition; -1 lag means unknown.
+                if partition >= 0 && p.consumer_lag_stored >= 0 {
+                    partitions.set_lag(topic, partition, p.consumer_lag_stored);
+                }
+            }
+        }
+    }
+
+    fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
+        match level {
+            RDKafkaLogLevel::Emerg
+            | RDKafkaLogLevel::Alert
+            | RDKafkaLogLevel::Critical
+            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
+            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+            _ => tracing::debug!(target: "librdkafka", fac, "{message}"),
+        }
+    }
+
+    fn error(&self, error: KafkaError, reason: &str) {
+        tracing::warn!(target: "librdkafka", %error, "{reason}");
+    }
+}
+
+impl ConsumerContext for GroupContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            // Everything polled so far was applied (rebalance callbacks run inside poll, between
+            // batches); settling delivers its rejects and stores its offsets, so this commit
+            // is exact.
+            if let Err(error) = self.outbox().settle(consumer, &self.shared.dlq) {
+                tracing::error!(%error, "cannot settle before revocation");
+            }
+            commit(consumer, "revocation");
+            let mut partitions = self.shared.partitions();
+            for e in list.elements() {
+                partitions.revoke(&(e.topic().to_string(), e.partition()));
+            }
+            tracing::info!(partitions = list.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let now = Instant::now();
+                let mut partitions = self.shared.partitions();
+                for e in list.elements() {
+                    partitions.assign((e.topic().to_string(), e.partition()), now);
+                }
+                tracing::info!(partitions = list.count(), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+        }
+    }
+}
+
+fn commit(consumer: &BaseConsumer<GroupContext>, why: &str) {
+    match consumer.commit_consumer_state(CommitMode::Sync) {
+        Ok(()) => tracing::debug!(why, "offsets committed"),
+        // Nothing stored since the last commit.
+        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
+        Err(error) => tracing::warn!(%error, why, "offset commit failed"),
+    }
+}
+
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    consumer: BaseConsumer<GroupContext>,
+    outbox: Arc<Mutex<Outbox>>,
+    decoder: Decoder,
+    poll_batch: usize,
+    shutdown_timeout: Duration,
+}
+
+impl Pipeline {
+    pub fn new(
+        shared: Arc<Shared>,
+        kafka: &KafkaConfig,
+        decoder: Decoder,
+        shutdown_timeout: Duration,
+    ) -> Result<Pipeline> {
+        let dead_letters = DeadLetters::new(&client_config(kafka, false), &kafka.dlq_topic)?;
+        let outbox = Arc::new(Mutex::new(Outbox::new(dead_letters)));
+        let context = GroupContext {
+            shared: shared.clone(),
+            outbox: outbox.clone(),
+        };
+        let consumer: BaseConsumer<GroupContext> = client_config(kafka, true)
+            .create_with_context(context)
+            .context("cannot create the Kafka consumer")?;
+        let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&topics)
+            .context("cannot subscribe to kafka.topics")?;
+        Ok(Pipeline {
+            shared,
+            consumer,
+            outbox,
+            decoder,
+            poll_batch: kafka.poll_batch,
+            shutdown_timeout,
+        })
+    }
+
+    /// Consumes until a graceful stop is asked for, then commits and flushes.
+    pub fn run(mut self) -> Result<()> {
+        let result = self.consume();
+        let flushed = {
+            let mut outbox = self.consumer.context().outbox();
+            outbox
+                .settle(&self.consumer, &self.shared.dlq)
+                .and(outbox.flush(self.shutdown_timeout))
+        };
+        commit(&self.consumer, "shutdown");
+        self.consumer.unsubscribe();
+        result.and(flushed)
+    }
+
+    fn consume(&mut self) -> Result<()> {
+        let Pipeline {
+            shared,
+            consumer,
+            outbox,
+            decoder,
+            poll_batch,
+            ..
+        } = self;
+        let mut batch = Vec::with_capacity(*poll_batch);
+        while !shared.stopping() {
+            poll(consumer, *poll_batch, &mut batch);
+            let ready = !shared.partitions().is_empty();
+            shared.ready.store(ready, Ordering::Relaxed);
+            // The outbox lock is never held across poll: rebalance callbacks take it.
+            let mut outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
+            apply(shared, decoder, &mut outbox, &batch);
+            batch.clear();
+            // Even a graceful stop keeps retrying the dead-letter topic, so that no rejected
+            // message is skipped; the shutdown deadline ends the process from outside.
+            outbox.after_batch(consumer, &shared.dlq)?;
+        }
+        Ok(())
+    }
+}
+
+/// Waits up to 100 ms for a first message, then takes what is already fetched, up to `max`.
+fn poll<'c>(
+    consumer: &'c BaseConsumer<GroupContext>,
+    max: usize,
+    batch: &mut Vec<BorrowedMessage<'c>>,
+) {
+    let mut wait = Duration::from_millis(100);
+    while batch.len() < max {
+        match consumer.poll(wait) {
+            None => break,
+            Some(Ok(message)) => batch.push(message),
+            Some(Err(error)) => {
+                // Broker and transport errors are retried by librdkafka itself.
+                tracing::warn!(%error, "consumer error");
+                break;
+            }
+        }
+        wait = Duration::ZERO;
+    }
+}
+
+/// Applies a batch under one engine lock, then moves the watermark.
+fn apply(shared: &Shared, decoder: &Decoder, outbox: &mut Outbox, batch: &[BorrowedMessage<'_>]) {
+    let now = Instant::now();
+    let mut engine = shared.engine();
+    let mut partitions = shared.partitions();
+    let mut costs = shared.costs();
+    for message in batch {
+        let payload = message.payload().unwrap_or_default();
+        let accepted_at = match decoder.decode(payload) {
+            Ok(event) => match engine.apply(&event) {
+                Applied::Accepted { .. } => {
+                    if let (EventType::Touch, Some(cost)) = (event.event_type, event.cost) {
+                        let channel = event.channel.unwrap_or(Channel::Online);
+                        costs.add(channel, event.campaign.as_deref(), cost);
+                    }
+                    Some(event.occurred_at)
+                }
+                Applied::Duplicate => None,
+            },
+            Err(rejection) => {
+                engine.reject(rejection.reason);
+                outbox.reject(DeadLetter::new(message, &rejection));
+                None
+            }
+        };
+        partitions.message(message.topic(), message.partition(), accepted_at, now);
+        outbox.applied(message.topic(), message.partition(), message.offset());
+    }
+    if let Some(time) = partitions.event_time(now) {
+        engine.advance_watermark(time.saturating_sub(shared.allowed_lateness));
+    }
+}
