@@ -1,0 +1,318 @@
+//! Helpers for the live-service tests (mock cluster and real broker): traffic whose summary
+//! does not depend on arrival order, a configuration, the service in process, a tiny HTTP
+//! client, and the replay a live summary must equal.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use spiral::config::Config;
+use spiral::generate::{self, GenerateOptions};
+use spiral::replay::Replayer;
+use spiral::summary::Summary;
+use spiral::time::parse_rfc3339;
+
+/// The funnels of the example configuration, with identity and dedup windows long enough that
+/// nothing expires, so that the final numbers do not depend on arrival order (SPEC §4).
+pub fn config_toml(brokers: &str, topics: &[&str], dlq: &str, group: &str) -> String {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/spiral.toml"))
+            .expect("config/spiral.toml");
+    let funnels = &example[example.find("[touchpoints]").expect("touchpoints")
+        ..example.find("[kafka]").expect("kafka section")];
+    let topics = topics
+        .iter()
+        .map(|t| format!("{t:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"
+[pipeline]
+allowed_lateness = "2d"
+dedup_window = "3650d"
+
+[identity]
+pending_ttl = "3650d"
+
+{funnels}
+[kafka]
+brokers = "{brokers}"
+group_id = "{group}"
+topics = [{topics}]
+dlq_topic = "{dlq}"
+idle_timeout = "1s"
+poll_batch = 500
+
+[kafka.consumer]
+"session.timeout.ms" = 6000
+"heartbeat.interval.ms" = 500
+
+[http]
+listen = "127.0.0.1:0"
+
+[service]
+shutdown_timeout = "20s"
+"#
+    )
+}
+
+pub fn config(text: &str) -> Config {
+    Config::parse(text, "live-test.toml").expect("valid test configuration")
+}
+
+/// Generated traffic (broken lines and retries included), without the lines whose effect
+/// depends on arrival order by definition: ids re-sent with a different payload, and links
+/// that contradict an earlier link (identity conflicts). What is left gives the same summary,
+/// `late` aside, in any order.
+pub fn traffic(seed: u64, accounts: u64, events: u64) -> Vec<Vec<u8>> {
+    let options = GenerateOptions {
+        seed,
+        accounts,
+        events,
+        ..GenerateOptions::default()
+    };
+    let mut lines = Vec::new();
+    generate::generate_with(&options, |line, _| {
+        lines.push(line.strip_suffix(b"\n").unwrap_or(line).to_vec());
+        Ok(())
+    })
+    .expect("generate");
+    let mut by_id: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut links: HashMap<(u8, String), String> = HashMap::new();
+    lines.retain(|line| {
+        let Ok(serde_json::Value::Object(event)) = serde_json::from_slice(line) else {
+            return true;
+        };
+        let text = |k: &str| match event.get(k) {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        if let Some(id) = text("event_id") {
+            match by_id.get(&id) {
+                Some(first) if first != line => return false,
+                Some(_) => return true,
+                None => {}
+            }
+        }
+        let (anon, contact, account) =
+            (text("anonymous_id"), text("contact_id"), text("account_id"));
+        let wanted: Vec<((u8, String), String)> = [
+            (0, &anon, &contact),
+            (1, &anon, &account),
+            (2, &contact, &account),
+        ]
+        .into_iter()
+        .filter_map(|(kind, from, to)| Some(((kind, from.clone()?), to.clone()?)))
+        .collect();
+        if wanted
+            .iter()
+            .any(|(k, to)| links.get(k).is_some_and(|first| first != to))
+        {
+            return false;
+        }
+        for (k, to) in wanted {
+            links.entry(k).or_insert(to);
+        }
+        if let Some(id) = text("event_id") {
+            by_id.insert(id, line.clone());
+        }
+        true
+    });
+    lines
+}
+
+/// Replays `lines` in order and decides outcomes at `watermark`; also returns the rejected
+/// lines with their reasons.
+pub fn replay(
+    config: &Config,
+    lines: &[Vec<u8>],
+    watermark: Option<&str>,
+) -> (Summary, Vec<(Vec<u8>, String)>) {
+    let mut rejected = Vec::new();
+    let mut replayer = Replayer::new(config, &mut rejected).expect("replayer");
+    for (i, line) in lines.iter().enumerate() {
+        replayer
+            .message(line, "traffic", i as u64 + 1)
+            .expect("replay");
+    }
+    let watermark = watermark.map(|w| parse_rfc3339(w).expect("watermark"));
+    let (summary, _) = replayer.finish(watermark).expect("finish");
+    let rejects = String::from_utf8(rejected)
+        .expect("rejected file is UTF-8")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("rejected line");
+            let text = match (&v["text"], &v["text_base64"]) {
+                (serde_json::Value::String(t), _) => t.as_bytes().to_vec(),
+                (_, serde_json::Value::String(b)) => {
+                    use base64::Engine as _;
+                    base64::engine::general_purpose::STANDARD
+                        .decode(b)
+                        .expect("base64")
+                }
+                _ => panic!("rejected line without text: {l}"),
+            };
+            (text, v["reason"].as_str().expect("reason").to_string())
+        })
+        .collect();
+    (summary, rejects)
+}
+
+/// The summary without what arrival order decides by definition (SPEC §4): `late`.
+pub fn order_free(mut summary: Summary) -> Summary {
+    summary.events.late = 0;
+    summary
+}
+
+/// `GET path` over a fresh connection: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect to the service");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send request");
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read response");
+    let text = String::from_utf8(response).expect("UTF-8 response");
+    let status = text[9..12].parse().expect("status code");
+    let body_at = text.find("\r\n\r\n").expect("end of headers") + 4;
+    let headers = &text[..body_at];
+    let body = if headers
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(&text[body_at..])
+    } else {
+        text[body_at..].to_string()
+    };
+    (status, body)
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    loop {
+        let line_end = rest.find("\r\n").expect("chunk size");
+        let size = usize::from_str_radix(rest[..line_end].trim(), 16).expect("hex size");
+        if size == 0 {
+            return body;
+        }
+        body.push_str(&rest[line_end + 2..line_end + 2 + size]);
+        rest = &rest[line_end + 2 + size + 2..];
+    }
+}
+
+pub fn summary_of(addr: SocketAddr) -> Summary {
+    let (status, body) = http_get(addr, "/api/v1/summary");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("summary JSON")
+}
+
+/// Polls the summary until `received` reaches `n` and then the watermark has not moved for
+/// two seconds (every partition idle), or panics after `timeout`.
+pub fn settled_summary(addr: SocketAddr, n: u64, timeout: Duration) -> Summary {
+    let start = Instant::now();
+    let mut last: Option<(Summary, Instant)> = None;
+    loop {
+        let summary = summary_of(addr);
+        assert!(
+            start.elapsed() < timeout,
+            "the service read {} of {n} messages in {timeout:?}",
+            summary.events.received
+        );
+        if summary.events.received == n {
+            match &last {
+                Some((prev, since))
+                    if prev.watermark == summary.watermark
+                        && since.elapsed() > Duration::from_secs(2) =>
+                {
+                    return summary;
+                }
+                Some((prev, _)) if prev.watermark == summary.watermark => {}
+                _ => last = Some((summary, Instant::now())),
+            }
+        } else {
+            assert!(
+                summary.events.received < n,
+                "read more than was produced: {summary:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Parses a Prometheus text scrape into (name{labels}, value) with labels in written order.
+pub fn scrape_values(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (key, value) = l.rsplit_once(' ').expect("sample line");
+            (key.to_string(), value.parse().expect("sample value"))
+        })
+        .collect()
+}
+
+/// Asserts that a scrape's business counters equal the summary's numbers.
+pub fn assert_metrics_match(scrape: &str, summary: &Summary) {
+    let values = scrape_values(scrape);
+    let get = |key: String| -> f64 {
+        *values
+            .get(&key)
+            .unwrap_or_else(|| panic!("no sample {key} in the scrape"))
+    };
+    for funnel in &summary.funnels {
+        let last = funnel.stages.len() - 1;
+        for (s, stage) in funnel.stages.iter().enumerate() {
+            let labels = format!("funnel=\"{}\",stage=\"{}\"", funnel.name, stage.name);
+            let entered = get(format!(
+                "spiral_stage_entered_total{{{labels},channel=\"online\"}}"
+            )) + get(format!(
+                "spiral_stage_entered_total{{{labels},channel=\"offline\"}}"
+            ));
+            assert_eq!(entered as i64, stage.entered, "entered {labels}");
+            if s < last {
+                assert_eq!(
+                    get(format!("spiral_stage_converted_total{{{labels}}}")) as i64,
+                    stage.converted,
+                    "converted {labels}"
+                );
+                assert_eq!(
+                    get(format!("spiral_stage_dropped_total{{{labels}}}")) as i64,
+                    stage.dropped,
+                    "dropped {labels}"
+                );
+                assert_eq!(
+                    get(format!("spiral_stage_open{{{labels}}}")) as i64,
+                    stage.open,
+                    "open {labels}"
+                );
+            }
+        }
+    }
+    let rejected = &summary.events.rejected;
+    for (reason, n) in [
+        ("oversized", rejected.oversized),
+        ("malformed", rejected.malformed),
+        ("missing_field", rejected.missing_field),
+        ("invalid_timestamp", rejected.invalid_timestamp),
+        ("invalid_channel", rejected.invalid_channel),
+        ("no_identity", rejected.no_identity),
+    ] {
+        assert_eq!(
+            get(format!(
+                "spiral_events_rejected_total{{reason=\"{reason}\"}}"
+            )) as u64,
+            n,
+            "{reason}"
+        );
+    }
+    assert_eq!(
+        get("spiral_events_total{result=\"accepted\"}".into()) as u64,
+        summary.events.accepted
+    );
+}
