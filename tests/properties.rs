@@ -135,6 +135,10 @@ fn messages(specs: &[Spec]) -> Vec<String> {
                     ("contact_id", format!("c{a}")),
                 ],
             };
+            // A few campaigns, so the breakdown by dimension has several values (and `other`).
+            if s.jitter % 3 != 0 {
+                m["campaign"] = format!("camp{}", s.jitter % 5).into();
+            }
             for (k, v) in ids {
                 m[*k] = v.clone().into();
             }
@@ -198,7 +202,7 @@ proptest! {
 
     #[test]
     fn stages_add_up_and_incremental_counters_match_a_recomputation(specs in prop::collection::vec(spec(), 1..80), seed in any::<u64>(), long_journey in 1..6usize) {
-        let config = format!("{HASTY}{FUNNELS}");
+        let config = format!("{HASTY}{FUNNELS}\n[metrics]\ndimensions = [\"campaign\"]\ntop_n = 2\n");
         let msgs = shuffled(&messages(&specs), seed);
         let config_parsed = Config::parse(&config, "t").unwrap();
         let mut replayer = Replayer::new(&config_parsed, std::io::sink()).unwrap();
@@ -212,7 +216,14 @@ proptest! {
                 prop_assert_eq!(stats, engine.recompute_stats(w));
             }
         }
-        let (summary, _) = replayer.finish(None).unwrap();
+        let (summary, engine) = replayer.finish(None).unwrap();
+        for (f, stats) in summary.funnels.iter().zip(engine.stats()) {
+            let by_dims = stats.entered_by_dims.as_ref().expect("dimensions configured");
+            for (i, s) in f.stages.iter().enumerate() {
+                let sum: i64 = by_dims.iter().filter(|(k, _)| k.0 as usize == i).map(|(_, n)| n).sum();
+                prop_assert_eq!(sum, s.entered, "entries by dimension add up");
+            }
+        }
         for f in &summary.funnels {
             let last = f.stages.len() - 1;
             for (i, s) in f.stages.iter().enumerate() {
@@ -236,7 +247,7 @@ proptest! {
     fn account_only_streams_match_the_oracle(specs in prop::collection::vec(spec(), 1..60), seed in any::<u64>()) {
         // Every touch names its account, so the oracle needs no identity logic.
         let specs: Vec<Spec> = specs.into_iter().map(|s| Spec { carrier: 0, identify: false, ..s }).collect();
-        let config = format!("{HASTY}{FUNNELS}");
+        let config = format!("{HASTY}{FUNNELS}\n[metrics]\ndimensions = [\"campaign\"]\ntop_n = 2\n");
         let msgs = shuffled(&messages(&specs), seed);
         let summary = replay(&config, &msgs);
         let newest = specs.iter().map(|s| T0 + s.day * DAY + s.jitter).max().unwrap();

@@ -17,7 +17,9 @@ use crate::time::{Millis, parse_duration};
 
 mod service;
 
-pub use service::{Dimension, HttpConfig, KafkaConfig, MetricsConfig, ServiceConfig};
+pub use service::{
+    Dimension, HttpConfig, KafkaConfig, MAX_DIMENSIONS, MetricsConfig, ServiceConfig,
+};
 
 /// Most stages a funnel may have (SPEC §3).
 pub const MAX_STAGES: usize = 16;

@@ -141,11 +141,11 @@ pub(crate) fn validate(
     })?;
     let top_n = match metrics.top_n {
         None => 20,
-        Some(n) if (1..=1000).contains(&n) => n as usize,
+        Some(n) if (1..=253).contains(&n) => n as usize,
         Some(n) => {
             return Err(errors.at(
                 "metrics.top_n",
-                format!("must be between 1 and 1000, got {n}"),
+                format!("must be between 1 and 253, got {n}"),
             ));
         }
     };

@@ -300,8 +300,8 @@ fn grow(touches: &mut Vec<Touch>) {
 
 /// Touches are ordered by (`occurred_at`, `event_id` as bytes), SPEC §3.
 pub fn touch_order(a: &Touch, b: &Touch, arena: &StrArena) -> Ordering {
-    a.time
-        .cmp(&b.time)
+    { a.time }
+        .cmp(&{ b.time })
         .then_with(|| arena.get(a.id).cmp(arena.get(b.id)))
 }
 

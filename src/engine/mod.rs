@@ -7,6 +7,7 @@
 
 pub(crate) mod accounts;
 mod dedup;
+pub mod dims;
 mod identity;
 pub mod store;
 mod timers;
@@ -23,6 +24,7 @@ use crate::time::Millis;
 
 use accounts::{Accounts, Context};
 use dedup::Dedup;
+use dims::Dimensions;
 use identity::{Identity, Ids};
 use store::StrArena;
 
@@ -63,6 +65,8 @@ pub struct Engine {
     newest: Option<Millis>,
     /// `Millis::MIN` until the first accepted event.
     watermark: Millis,
+    /// Breakdown dimensions and touch costs (metrics only, not in the summary).
+    dims: Dimensions,
     /// Scratch for touches that a link releases.
     joined: Vec<(u32, Touch)>,
     /// Scratch copy of `stats` to tell whether a late touch corrected them.
@@ -75,7 +79,13 @@ pub struct Engine {
 impl Engine {
     pub fn new(config: &Config) -> Result<Engine, String> {
         let funnels = Funnels::new(&config.funnels)?;
-        let stats = funnels.funnels.iter().map(FunnelStats::new).collect();
+        let dims = Dimensions::new(&config.service.metrics);
+        let with_dims = !dims.is_empty();
+        let stats = funnels
+            .funnels
+            .iter()
+            .map(|f| FunnelStats::new(f, with_dims))
+            .collect();
         Ok(Engine {
             funnels,
             allowed_lateness: config.pipeline.allowed_lateness,
@@ -87,6 +97,7 @@ impl Engine {
             counters: Counters::default(),
             newest: None,
             watermark: Millis::MIN,
+            dims,
             joined: Vec::new(),
             stats_before: Vec::new(),
             external_watermark: false,
@@ -141,8 +152,10 @@ impl Engine {
                 }
                 let touchpoint = event.touchpoint.as_deref().unwrap_or_default();
                 let kind = self.funnels.kind(touchpoint, event.stage.as_deref());
-                let online = event.channel == Some(crate::event::Channel::Online);
-                let touch = Touch::new(time, id, kind, online);
+                let channel = event.channel.unwrap_or(crate::event::Channel::Offline);
+                let dims = self.dims.touch(event, channel);
+                let online = channel == crate::event::Channel::Online;
+                let touch = Touch::new(time, id, kind, online, dims);
                 match self.identity.resolve(ids) {
                     Some(account) if late => {
                         self.stats_before.clone_from(&self.stats);
@@ -235,6 +248,11 @@ impl Engine {
         &self.funnels
     }
 
+    /// Breakdown dimensions and the cost of touches, for the metrics.
+    pub fn dimensions(&self) -> &Dimensions {
+        &self.dims
+    }
+
     pub fn stats(&self) -> &[FunnelStats] {
         &self.stats
     }
@@ -271,7 +289,7 @@ impl Engine {
         let mut all = Vec::with_capacity(self.funnels.len());
         for f in 0..self.funnels.len() {
             let funnel = &self.funnels.funnels[f];
-            let mut stats = FunnelStats::new(funnel);
+            let mut stats = FunnelStats::new(funnel, !self.dims.is_empty());
             self.accounts
                 .for_each_journey(f, &self.funnels, |_, j, later| {
                     stats.add(j, funnel, watermark, later, 1)

@@ -42,6 +42,8 @@ pub struct Journey {
     pub turns_before: [u32; MAX_STAGES],
     /// Bit s: the entering touch of stage s was online.
     pub entered_online: u16,
+    /// Breakdown dimension values of the entering touch of each stage.
+    pub entered_dims: [u32; MAX_STAGES],
     pub end: End,
     /// Channel changes along the whole journey so far.
     pub turns: u32,
@@ -60,6 +62,7 @@ impl Journey {
             entering_touch: [0; MAX_STAGES],
             turns_before: [0; MAX_STAGES],
             entered_online: 0,
+            entered_dims: [0; MAX_STAGES],
             end: End::Open,
             turns: 0,
             last_online: touch.online(),
@@ -91,6 +94,7 @@ impl Journey {
                     self.entered[s] = touch.time;
                     self.entering_touch[s] = index as u32;
                     self.turns_before[s] = self.turns;
+                    self.entered_dims[s] = touch.dims;
                     if touch.online() {
                         self.entered_online |= 1 << s;
                     }

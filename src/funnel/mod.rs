@@ -25,10 +25,12 @@ pub const LOST: u8 = 0xFF;
 /// recomputed from the account's first touch (correct, just slower).
 pub const MARKED_FUNNELS: usize = 15;
 
-/// One accepted touch as the engine keeps it: 16 bytes.
+/// One accepted touch as the engine keeps it: 20 bytes (packed to 4-byte alignment, so the
+/// 8-byte time does not pad it to 24).
 ///
 /// Touches of an account are kept sorted by (`time`, event id bytes), SPEC §3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C, packed(4))]
 pub struct Touch {
     pub time: Millis,
     /// The event id in the engine's string arena (ties in `time` are ordered by it).
@@ -37,17 +39,21 @@ pub struct Touch {
     pub kind: u16,
     /// Bit 0: online. Bit 1 + f: this touch starts a journey of funnel f (f < 15).
     pub flags: u16,
+    /// Its values of the configured breakdown dimensions, one byte each
+    /// (see `engine::dims`); 0 when none are configured.
+    pub dims: u32,
 }
 
 impl Touch {
     pub const ONLINE: u16 = 1;
 
-    pub fn new(time: Millis, id: StrRef, kind: u16, online: bool) -> Touch {
+    pub fn new(time: Millis, id: StrRef, kind: u16, online: bool, dims: u32) -> Touch {
         Touch {
             time,
             id,
             kind,
             flags: if online { Touch::ONLINE } else { 0 },
+            dims,
         }
     }
 

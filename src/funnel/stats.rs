@@ -2,6 +2,8 @@
 //! (SPEC §5.1). Counters are signed so that a journey can be taken back out when a change
 //! (a late touch, a passing deadline) recomputes it.
 
+use std::collections::HashMap;
+
 use super::Funnel;
 use super::journey::{End, Journey, Outcome};
 use crate::time::Millis;
@@ -45,6 +47,9 @@ pub struct StageStats {
     pub conversion_buckets: [i64; CONVERSION_BOUNDS_MS.len()],
 }
 
+/// Entries of a stage by (stage, entering channel online, entering dimension values).
+pub type EnteredByDims = HashMap<(u8, bool, u32), i64>;
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FunnelStats {
     pub journeys: i64,
@@ -54,12 +59,16 @@ pub struct FunnelStats {
     /// passed `journey_timeout` after their last touch.
     pub expired: i64,
     pub stages: Vec<StageStats>,
+    /// Only when breakdown dimensions are configured; entries that fall back to 0 are removed,
+    /// so that incremental and recomputed counters compare equal.
+    pub entered_by_dims: Option<EnteredByDims>,
 }
 
 impl FunnelStats {
-    pub fn new(funnel: &Funnel) -> FunnelStats {
+    pub fn new(funnel: &Funnel, with_dims: bool) -> FunnelStats {
         FunnelStats {
             stages: vec![StageStats::default(); funnel.stages.len()],
+            entered_by_dims: with_dims.then(HashMap::new),
             ..FunnelStats::default()
         }
     }
@@ -93,6 +102,15 @@ impl FunnelStats {
                 stage.entered_online += sign;
             } else {
                 stage.entered_offline += sign;
+            }
+            if let Some(by_dims) = &mut self.entered_by_dims {
+                let online = journey.entered_online & (1 << s) != 0;
+                let key = (s as u8, online, journey.entered_dims[s]);
+                let n = by_dims.entry(key).or_default();
+                *n += sign;
+                if *n == 0 {
+                    by_dims.remove(&key);
+                }
             }
             let turns = journey.turns_before[s];
             stage.turns[(turns as usize).min(TURN_BUCKETS - 1)] += sign;

@@ -11,8 +11,9 @@ use prometheus::proto::{
 };
 use prometheus::{Encoder, Registry, TextEncoder};
 
+use crate::engine::dims::Dimensions;
 use crate::event::RejectReason;
-use crate::funnel::stats::{CONVERSION_BOUNDS_MS, TURN_BUCKETS};
+use crate::funnel::stats::{CONVERSION_BOUNDS_MS, FunnelStats, TURN_BUCKETS};
 use crate::summary::Summary;
 
 use super::state::Shared;
@@ -41,17 +42,18 @@ pub fn process_registry() -> Registry {
 }
 
 fn business(shared: &Shared) -> Vec<MetricFamily> {
-    let (summary, stats, counters, pending) = {
+    let (summary, stats, counters, pending, dims) = {
         let engine = shared.engine();
         (
             engine.summary(),
             engine.stats().to_vec(),
             engine.counters().clone(),
             engine.pending(),
+            engine.dimensions().clone(),
         )
     };
     let mut m = Families::default();
-    stage_metrics(&mut m, &summary, &stats);
+    stage_metrics(&mut m, &summary, &stats, &dims);
     let e = &summary.events;
     let f = m.family(
         "spiral_events_total",
@@ -116,7 +118,7 @@ fn business(shared: &Shared) -> Vec<MetricFamily> {
         "Cost of accepted touches, by channel and campaign.",
         MetricType::COUNTER,
     );
-    for (channel, campaign, total) in shared.costs().totals() {
+    for (channel, campaign, total) in dims.costs() {
         f.counter(
             &[("channel", channel.as_str()), ("campaign", campaign)],
             total,
@@ -155,12 +157,9 @@ fn business(shared: &Shared) -> Vec<MetricFamily> {
         .collect()
 }
 
-fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[crate::funnel::stats::FunnelStats]) {
+fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[FunnelStats], dims: &Dimensions) {
+    entered(m, summary, stats, dims);
     let names = [
-        (
-            "spiral_stage_entered_total",
-            "Stage entries, by entering channel.",
-        ),
         (
             "spiral_stage_converted_total",
             "Conversions from stage to the next.",
@@ -177,16 +176,8 @@ fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[crate::funnel::st
                     ("stage", stage.name.as_str()),
                 ];
                 match i {
-                    0 => {
-                        let by = &stage.entered_by_channel;
-                        for (channel, n) in [("online", by.online), ("offline", by.offline)] {
-                            let mut l = labels.to_vec();
-                            l.push(("channel", channel));
-                            f.counter(&l, n as f64);
-                        }
-                    }
-                    1 if s < last => f.counter(&labels, stage.converted as f64),
-                    2 if s < last => f.counter(&labels, stage.dropped as f64),
+                    0 if s < last => f.counter(&labels, stage.converted as f64),
+                    1 if s < last => f.counter(&labels, stage.dropped as f64),
                     _ => {}
                 }
             }
@@ -267,6 +258,48 @@ fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[crate::funnel::st
     for (funnel, fs) in summary.funnels.iter().zip(stats) {
         for (outcome, n) in [("won", fs.won), ("lost", fs.lost), ("expired", fs.expired)] {
             f.counter(&[("funnel", &funnel.name), ("outcome", outcome)], n as f64);
+        }
+    }
+}
+
+/// `spiral_stage_entered_total` by entering channel, and by the configured dimensions when
+/// there are any (every combination that occurred; their sum is the stage's `entered`).
+fn entered(m: &mut Families, summary: &Summary, stats: &[FunnelStats], dims: &Dimensions) {
+    let f = m.family(
+        "spiral_stage_entered_total",
+        "Stage entries, by entering channel and breakdown dimensions.",
+        MetricType::COUNTER,
+    );
+    for (funnel, fs) in summary.funnels.iter().zip(stats) {
+        let Some(by_dims) = &fs.entered_by_dims else {
+            for stage in &funnel.stages {
+                let by = &stage.entered_by_channel;
+                for (channel, n) in [("online", by.online), ("offline", by.offline)] {
+                    let labels = [
+                        ("funnel", funnel.name.as_str()),
+                        ("stage", stage.name.as_str()),
+                        ("channel", channel),
+                    ];
+                    f.counter(&labels, n as f64);
+                }
+            }
+            continue;
+        };
+        let mut rows: Vec<_> = by_dims.iter().collect();
+        rows.sort();
+        for (&(s, online, packed), &n) in rows {
+            let stage = &funnel.stages[s as usize].name;
+            let channel = if online { "online" } else { "offline" };
+            let mut labels = vec![
+                ("funnel", funnel.name.as_str()),
+                ("stage", stage),
+                ("channel", channel),
+            ];
+            let values = dims.labels(packed);
+            for (dim, value) in dims.dimensions().iter().zip(values) {
+                labels.push((dim.label(), value));
+            }
+            f.counter(&labels, n as f64);
         }
     }
 }

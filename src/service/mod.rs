@@ -35,7 +35,7 @@ use crate::event::Decoder;
 use dlq::DlqCounters;
 use partitions::Partitions;
 use pipeline::Pipeline;
-use state::{Costs, Shared};
+use state::Shared;
 
 /// A running service.
 pub struct Service {
@@ -65,7 +65,6 @@ impl Service {
         let shared = Arc::new(Shared {
             engine: Mutex::new(engine),
             partitions: Mutex::new(Partitions::new(kafka.idle_timeout)),
-            costs: Mutex::new(Costs::new(config.service.metrics.top_n)),
             dlq: DlqCounters::default(),
             allowed_lateness: config.pipeline.allowed_lateness,
             ready: AtomicBool::new(false),

@@ -22,7 +22,7 @@ use rdkafka::statistics::Statistics;
 
 use crate::config::KafkaConfig;
 use crate::engine::Applied;
-use crate::event::{Channel, Decoder, EventType};
+use crate::event::Decoder;
 
 use super::dlq::{DeadLetter, DeadLetters};
 use super::outbox::Outbox;
@@ -257,18 +257,11 @@ fn apply(shared: &Shared, decoder: &Decoder, outbox: &mut Outbox, batch: &[Borro
     let now = Instant::now();
     let mut engine = shared.engine();
     let mut partitions = shared.partitions();
-    let mut costs = shared.costs();
     for message in batch {
         let payload = message.payload().unwrap_or_default();
         let accepted_at = match decoder.decode(payload) {
             Ok(event) => match engine.apply(&event) {
-                Applied::Accepted { .. } => {
-                    if let (EventType::Touch, Some(cost)) = (event.event_type, event.cost) {
-                        let channel = event.channel.unwrap_or(Channel::Online);
-                        costs.add(channel, event.campaign.as_deref(), cost);
-                    }
-                    Some(event.occurred_at)
-                }
+                Applied::Accepted { .. } => Some(event.occurred_at),
                 Applied::Duplicate => None,
             },
             Err(rejection) => {

@@ -1,0 +1,235 @@
+//! Breakdown dimensions (SPEC §3 "breakdowns", §5.2 "bounded breakdown labels") and the cost
+//! of touches.
+//!
+//! A stage is credited to its entering touch: its channel, and the values of the configured
+//! dimensions (`campaign`, `source`, `attributes.NAME`). Labels must stay bounded, so each
+//! dimension keeps the first `top_n` distinct values it sees; later values count as `other`,
+//! a touch without the field as `none`. Which values get their own label therefore depends on
+//! arrival order; the totals over all labels never do.
+//!
+//! A touch carries its values in [`Touch::dims`](crate::funnel::Touch), one byte per
+//! dimension, so at most [`MAX_DIMENSIONS`] dimensions and 253 values each.
+
+use std::collections::HashMap;
+
+use crate::config::{Dimension, MAX_DIMENSIONS, MetricsConfig};
+use crate::event::{Channel, Event};
+
+/// Bounded label values: the first `max` distinct values keep their name.
+#[derive(Debug, Clone)]
+pub struct TopN {
+    max: usize,
+    codes: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl TopN {
+    pub const NONE: u32 = 0;
+    pub const OTHER: u32 = 1;
+
+    pub fn new(max: usize) -> TopN {
+        TopN {
+            max,
+            codes: HashMap::new(),
+            names: vec!["none".to_string(), "other".to_string()],
+        }
+    }
+
+    pub fn code(&mut self, value: Option<&str>) -> u32 {
+        let Some(value) = value else {
+            return TopN::NONE;
+        };
+        if let Some(&code) = self.codes.get(value) {
+            return code;
+        }
+        if self.codes.len() >= self.max {
+            return TopN::OTHER;
+        }
+        let code = self.names.len() as u32;
+        self.names.push(value.to_string());
+        self.codes.insert(value.to_string(), code);
+        code
+    }
+
+    pub fn name(&self, code: u32) -> &str {
+        &self.names[code as usize]
+    }
+}
+
+/// The configured dimensions with their label values, and the cost counter.
+#[derive(Debug, Clone)]
+pub struct Dimensions {
+    dims: Vec<Dimension>,
+    /// One per dimension, then (when `campaign` is not a dimension) one for the cost counter.
+    values: Vec<TopN>,
+    campaign: usize,
+    /// Cost of accepted touches by (channel, campaign code), in millionths: integer sums do
+    /// not depend on the order they were added in, float sums do in their last digits.
+    costs: HashMap<(Channel, u32), i64>,
+}
+
+impl Dimensions {
+    pub fn new(config: &MetricsConfig) -> Dimensions {
+        // Codes are bytes: none, other and up to 253 values.
+        let top_n = config.top_n.min(253);
+        debug_assert!(config.dimensions.len() <= MAX_DIMENSIONS);
+        let mut values: Vec<TopN> = config.dimensions.iter().map(|_| TopN::new(top_n)).collect();
+        let campaign = match config
+            .dimensions
+            .iter()
+            .position(|d| *d == Dimension::Campaign)
+        {
+            Some(i) => i,
+            None => {
+                values.push(TopN::new(top_n));
+                values.len() - 1
+            }
+        };
+        Dimensions {
+            dims: config.dimensions.clone(),
+            values,
+            campaign,
+            costs: HashMap::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dims.is_empty()
+    }
+
+    pub fn dimensions(&self) -> &[Dimension] {
+        &self.dims
+    }
+
+    /// The dimension values of an accepted touch, one byte each; also counts its cost.
+    pub fn touch(&mut self, event: &Event<'_>, channel: Channel) -> u32 {
+        let mut packed = 0;
+        for (i, dim) in self.dims.iter().enumerate() {
+            let value = match dim {
+                Dimension::Campaign => event.campaign.as_deref(),
+                Dimension::Source => event.source.as_deref(),
+                Dimension::Attribute(name) => event
+                    .attributes
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.as_ref()),
+            };
+            packed |= self.values[i].code(value) << (8 * i);
+        }
+        if let Some(cost) = event.cost {
+            let campaign = if self.campaign < self.dims.len() {
+                (packed >> (8 * self.campaign)) & 0xff
+            } else {
+                self.values[self.campaign].code(event.campaign.as_deref())
+            };
+            let micros = (cost * 1e6).round() as i64;
+            let total = self.costs.entry((channel, campaign)).or_default();
+            *total = total.saturating_add(micros);
+        }
+        packed
+    }
+
+    /// The label values of packed dimension values, in dimension order.
+    pub fn labels(&self, packed: u32) -> Vec<&str> {
+        (0..self.dims.len())
+            .map(|i| self.values[i].name((packed >> (8 * i)) & 0xff))
+            .collect()
+    }
+
+    /// (channel, campaign, total cost), sorted for a stable scrape.
+    pub fn costs(&self) -> Vec<(Channel, &str, f64)> {
+        let campaigns = &self.values[self.campaign];
+        let mut rows: Vec<_> = self
+            .costs
+            .iter()
+            .map(|(&(channel, code), &micros)| (channel, campaigns.name(code), micros as f64 / 1e6))
+            .collect();
+        rows.sort_by(|a, b| (a.0.as_str(), a.1).cmp(&(b.0.as_str(), b.1)));
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    #[test]
+    fn top_n_bounds_the_labels() {
+        let mut top = TopN::new(2);
+        assert_eq!(top.code(None), TopN::NONE);
+        let a = top.code(Some("spring"));
+        let b = top.code(Some("summer"));
+        assert_eq!(top.code(Some("autumn")), TopN::OTHER);
+        assert_eq!(top.code(Some("spring")), a);
+        assert_eq!((top.name(a), top.name(b)), ("spring", "summer"));
+        assert_eq!(top.name(TopN::OTHER), "other");
+    }
+
+    fn event(
+        campaign: Option<&'static str>,
+        segment: Option<&'static str>,
+        cost: Option<f64>,
+    ) -> Event<'static> {
+        Event {
+            event_id: Cow::Borrowed("e"),
+            event_type: crate::event::EventType::Touch,
+            occurred_at: 0,
+            account_id: Some(Cow::Borrowed("a")),
+            contact_id: None,
+            anonymous_id: None,
+            touchpoint: Some(Cow::Borrowed("web_visit")),
+            channel: Some(Channel::Online),
+            stage: None,
+            campaign: campaign.map(Cow::Borrowed),
+            source: None,
+            cost,
+            revenue: None,
+            attributes: segment
+                .map(|s| vec![(Cow::Borrowed("segment"), Cow::Borrowed(s))])
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn touches_pack_their_values_and_costs_add_up() {
+        let config = MetricsConfig {
+            dimensions: vec![Dimension::Attribute("segment".into()), Dimension::Campaign],
+            top_n: 1,
+        };
+        let mut dims = Dimensions::new(&config);
+        let a = dims.touch(
+            &event(Some("spring"), Some("smb"), Some(2.5)),
+            Channel::Online,
+        );
+        assert_eq!(dims.labels(a), ["smb", "spring"]);
+        let b = dims.touch(&event(Some("summer"), None, Some(4.0)), Channel::Online);
+        assert_eq!(dims.labels(b), ["none", "other"]);
+        dims.touch(
+            &event(Some("spring"), Some("enterprise"), Some(1.0)),
+            Channel::Online,
+        );
+        dims.touch(&event(None, None, Some(100.0)), Channel::Offline);
+        assert_eq!(
+            dims.costs(),
+            vec![
+                (Channel::Offline, "none", 100.0),
+                (Channel::Online, "other", 4.0),
+                (Channel::Online, "spring", 3.5),
+            ]
+        );
+    }
+
+    #[test]
+    fn cost_has_its_own_campaign_labels_without_a_campaign_dimension() {
+        let mut dims = Dimensions::new(&MetricsConfig {
+            dimensions: vec![],
+            top_n: 5,
+        });
+        assert_eq!(
+            dims.touch(&event(Some("spring"), None, Some(1.5)), Channel::Online),
+            0
+        );
+        assert_eq!(dims.costs(), vec![(Channel::Online, "spring", 1.5)]);
+    }
+}
