@@ -37,16 +37,25 @@ pub struct Replayer<W: Write> {
 
 impl<W: Write> Replayer<W> {
     pub fn new(config: &Config, rejected: W) -> Result<Replayer<W>> {
-        let engine = Engine::new(config).map_err(anyhow::Error::msg)?;
+        // Breakdown dimensions feed only the live metrics, never the summary: a replay does
+        // not pay for them.
+        let mut config = config.clone();
+        config.service.metrics.dimensions.clear();
+        let engine = Engine::new(&config).map_err(anyhow::Error::msg)?;
+        Ok(Replayer::with_engine(engine, &config, rejected))
+    }
+
+    /// A replay into a given engine (tests use it to keep breakdown dimensions).
+    pub fn with_engine(engine: Engine, config: &Config, rejected: W) -> Replayer<W> {
         let decoder = Decoder::new(
             config.pipeline.max_event_bytes,
             config.touchpoints.iter().cloned(),
         );
-        Ok(Replayer {
+        Replayer {
             decoder,
             engine,
             rejected,
-        })
+        }
     }
 
     /// One message: decoded and applied, or rejected and written out.

@@ -205,7 +205,8 @@ proptest! {
         let config = format!("{HASTY}{FUNNELS}\n[metrics]\ndimensions = [\"campaign\"]\ntop_n = 2\n");
         let msgs = shuffled(&messages(&specs), seed);
         let config_parsed = Config::parse(&config, "t").unwrap();
-        let mut replayer = Replayer::new(&config_parsed, std::io::sink()).unwrap();
+        let engine = spiral::engine::Engine::new(&config_parsed).unwrap();
+        let mut replayer = Replayer::with_engine(engine, &config_parsed, std::io::sink());
         replayer.engine().set_long_journey(long_journey);
         for (i, m) in msgs.iter().enumerate() {
             replayer.message(m.as_bytes(), "t", i as u64).unwrap();
