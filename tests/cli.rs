@@ -156,3 +156,47 @@ fn check_config_names_file_key_and_problem() {
         )
     );
 }
+
+#[test]
+fn run_stops_at_start_on_a_misconfiguration() {
+    let dir = tempfile::tempdir().unwrap();
+    let example = std::fs::read_to_string(config()).unwrap();
+    let cases = [
+        (
+            example.replace("dlq_topic = \"spiral.dlq\"", "dlq_topic = \"identity\""),
+            "kafka.topics[2]: \"identity\" is also the dead-letter topic: rejects would loop",
+        ),
+        (
+            example.replace("[kafka.consumer]", "[kafka.consumer]\n\"group.id\" = \"x\""),
+            "kafka.consumer.\"group.id\": set by Spiral",
+        ),
+        (
+            example[..example.find("[kafka]").unwrap()].to_string(),
+            "the configuration has no [kafka] section",
+        ),
+    ];
+    for (i, (text, want)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, text).unwrap();
+        let out = spiral()
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(err.contains(want), "{want}\n in: {err}");
+    }
+    let out = spiral()
+        .args(["run", "--config"])
+        .arg(config())
+        .env("SPIRAL_HTTP_LISTEN", "not-an-address")
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("SPIRAL_HTTP_LISTEN: \"not-an-address\""),
+        "{err}"
+    );
+}

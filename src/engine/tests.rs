@@ -716,3 +716,40 @@ fn links_of_one_event_apply_together_whatever_the_arrival_order() {
         assert_eq!(ev.summary().events.identity_conflicts, 1);
     }
 }
+
+#[test]
+fn account_view_shows_journeys_in_order_with_outcomes() {
+    let mut e = engine();
+    // Out of order: the scan arrives after the call; two journeys (the gap exceeds 30 d).
+    let events = [
+        acct("v1", T0, "visit"),
+        acct("c1", T0 + 3 * DAY, "call"),
+        acct("s1", T0 + DAY, "scan"),
+        acct("v2", T0 + 40 * DAY, "visit"),
+    ];
+    run(&mut e, &events);
+    assert!(e.account("nobody").is_none());
+    let view = e.account("acme").expect("acme is known");
+    let journeys = &view.funnels[0].journeys;
+    assert_eq!(journeys.len(), 2);
+    let first = &journeys[0];
+    assert_eq!(first.status, "expired", "a later journey exists");
+    let ids: Vec<&str> = first.touches.iter().map(|t| t.event_id.as_str()).collect();
+    assert_eq!(ids, ["v1", "s1", "c1"], "touches in event-time order");
+    assert_eq!(first.touches[1].channel, "offline");
+    assert_eq!(first.touches[1].stage.as_deref(), Some("b"));
+    assert_eq!(first.turns, 1);
+    let stages: Vec<(&str, Option<&str>, &str)> = first
+        .stages
+        .iter()
+        .map(|s| (s.name.as_str(), s.outcome, s.entered_by.as_str()))
+        .collect();
+    assert_eq!(
+        stages,
+        [("a", Some("converted"), "v1"), ("b", Some("dropped"), "s1")]
+    );
+    assert_eq!(first.stages[0].conversion_ms, Some(DAY));
+    assert_eq!(first.stages[1].turns_before, 1);
+    assert_eq!(journeys[1].status, "open");
+    assert_eq!(journeys[1].stages[0].outcome, Some("open"));
+}
