@@ -127,6 +127,27 @@ fn consume_all_keeps_headers_and_unkeyed_messages() {
 }
 
 #[test]
+fn consume_all_reads_batched_topics_to_their_real_end() {
+    // Tansu 0.6.0 reports the high watermark as the last batch's base offset + 1, so a reader
+    // that stops at the watermark misses most of a batched topic (what a DLQ producer writes).
+    let broker = Broker::start();
+    broker.create_topic("batched", 2);
+    let messages = (0..500).map(|i| (Some(format!("k{i}")), line(i)));
+    broker.produce_with(
+        "batched",
+        &[("linger.ms", "100"), ("batch.num.messages", "10000")],
+        messages,
+    );
+    let reported: i64 = broker.watermarks("batched").values().map(|(_, h)| h).sum();
+    assert!(reported <= 500, "{reported}");
+    let records = broker.consume_all("batched");
+    assert_eq!(records.len(), 500, "watermarks reported {reported}");
+    let payloads: std::collections::BTreeSet<String> =
+        records.iter().map(|r| r.payload_str()).collect();
+    assert_eq!(payloads, (0..500).map(line).collect());
+}
+
+#[test]
 fn committed_offsets_are_where_a_group_stopped() {
     let broker = Broker::start();
     broker.create_topic("touchpoints", 2);
@@ -210,6 +231,11 @@ fn broker_is_gone_after_a_test_panics() {
 fn brokers_run_side_by_side() {
     let (a, b) = (Broker::start(), Broker::start());
     assert_ne!(a.port(), b.port());
-    a.create_topic("t", 1);
+    a.create_topic("t", 2);
+    assert_eq!(a.partitions("t"), vec![0, 1]);
+    assert!(
+        a.consume_all("t").is_empty(),
+        "empty partitions end at once"
+    );
     assert!(b.partitions("t").is_empty(), "topics are per broker");
 }
