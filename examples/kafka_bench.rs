@@ -58,6 +58,10 @@ struct Args {
     /// Partitions of the topic.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
+    /// librdkafka setting for the bare consumer, `KEY=VALUE`, repeatable (for instance
+    /// `--consumer max.partition.fetch.bytes=8388608`).
+    #[arg(long = "consumer", value_name = "KEY=VALUE")]
+    consumer_settings: Vec<String>,
     /// Skip the mock-cluster measurement.
     #[arg(long)]
     no_mock: bool,
@@ -83,14 +87,15 @@ fn main() {
     let args = Args::parse();
     if let Some(expected) = args.consume_only {
         let bootstrap = args.bootstrap.as_deref().expect("--bootstrap");
-        let result = bare_consume(bootstrap, TOPIC, expected, args.partitions);
+        let result = bare_consume(&args, bootstrap, expected);
         // The parent parses this line.
         println!(
-            "RESULT {} {} {:.6} {}",
+            "RESULT {} {} {:.6} {} {:.3}",
             result.messages,
             result.bytes,
             result.seconds,
-            peak_rss_kib(std::process::id()).unwrap_or(0)
+            peak_rss_kib(std::process::id()).unwrap_or(0),
+            cpu_seconds(std::process::id()).unwrap_or(0.0)
         );
         return;
     }
@@ -121,13 +126,20 @@ fn main() {
     );
 
     // (a) the bare consumer, in a child process.
+    let tansu_cpu = cpu_seconds(broker.pid()).unwrap_or(0.0);
     let child = Command::new(std::env::current_exe().expect("own path"))
         .args(["--consume-only", &lines.len().to_string()])
         .args(["--bootstrap", &broker.bootstrap()])
         .args(["--partitions", &args.partitions.to_string()])
+        .args(
+            args.consumer_settings
+                .iter()
+                .flat_map(|s| ["--consumer", s]),
+        )
         .stderr(Stdio::inherit())
         .output()
         .expect("run the consumer child");
+    let tansu_cpu = cpu_seconds(broker.pid()).unwrap_or(0.0) - tansu_cpu;
     assert!(child.status.success(), "the consumer child failed");
     let out = String::from_utf8_lossy(&child.stdout);
     let fields: Vec<f64> = out
@@ -143,14 +155,17 @@ fn main() {
         seconds: fields[2],
     };
     println!(
-        "(a) bare BaseConsumer on tansu:   {} — peak RSS {} MiB",
+        "(a) bare BaseConsumer on tansu:   {} — consumer peak RSS {} MiB, CPU {:.1} s; \
+         tansu CPU {:.1} s",
         bare.show(),
-        fields[3] as u64 / 1024
+        fields[3] as u64 / 1024,
+        fields[4],
+        tansu_cpu
     );
 
     // (a) on the mock cluster.
     if !args.no_mock {
-        let mock = mock_consume(&lines, args.partitions);
+        let mock = mock_consume(&args, &lines);
         println!("(a) bare BaseConsumer on mock:    {}", mock.show());
     }
 
@@ -263,7 +278,7 @@ fn fill(bootstrap: &str, lines: &Lines, partitions: i32, range: Range<usize>) ->
                 Err((e, _)) => panic!("produce: {e}"),
             }
         }
-        if i % 4096 == 0 {
+        if i.is_multiple_of(4096) {
             producer.poll(Duration::ZERO);
         }
     }
@@ -279,16 +294,22 @@ fn fill(bootstrap: &str, lines: &Lines, partitions: i32, range: Range<usize>) ->
 
 /// A consumer outside any group, assigned every partition from the beginning, as the bench
 /// measures it: librdkafka defaults except what a reader of a whole topic needs.
-fn bare_consumer(bootstrap: &str, partitions: i32) -> BaseConsumer {
-    let consumer: BaseConsumer = ClientConfig::new()
+fn bare_consumer(args: &Args, bootstrap: &str) -> BaseConsumer {
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", bootstrap)
         .set("group.id", "kafka-bench")
         .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .create()
-        .expect("consumer");
+        .set("enable.auto.offset.store", "false");
+    for setting in &args.consumer_settings {
+        let (key, value) = setting
+            .split_once('=')
+            .unwrap_or_else(|| panic!("--consumer {setting}: expected KEY=VALUE"));
+        config.set(key, value);
+    }
+    let consumer: BaseConsumer = config.create().expect("consumer");
     let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
+    for p in 0..args.partitions {
         assignment
             .add_partition_offset(TOPIC, p, Offset::Beginning)
             .expect("partition");
@@ -323,20 +344,20 @@ fn read_counting(consumer: &BaseConsumer, expected: u64) -> Measured {
 }
 
 /// (a): the child process' whole job.
-fn bare_consume(bootstrap: &str, topic: &str, expected: u64, partitions: i32) -> Measured {
-    assert_eq!(topic, TOPIC);
-    let consumer = bare_consumer(bootstrap, partitions);
+fn bare_consume(args: &Args, bootstrap: &str, expected: u64) -> Measured {
+    let consumer = bare_consumer(args, bootstrap);
     read_counting(&consumer, expected)
 }
 
 /// (a) against librdkafka's mock cluster, chunk by chunk (mock partitions keep 5 MB each).
-fn mock_consume(lines: &Lines, partitions: i32) -> Measured {
+fn mock_consume(args: &Args, lines: &Lines) -> Measured {
+    let partitions = args.partitions;
     let cluster = MockCluster::new(1).expect("mock cluster");
     cluster
         .create_topic(TOPIC, partitions, 1)
         .expect("mock topic");
     let bootstrap = cluster.bootstrap_servers();
-    let consumer = bare_consumer(&bootstrap, partitions);
+    let consumer = bare_consumer(args, &bootstrap);
     // 3 MB per partition and chunk, well inside the 5 MB the mock keeps.
     let mean = lines.bytes() / lines.len().max(1);
     let chunk = (partitions as usize * 3_000_000 / mean.max(1)).max(1);
@@ -517,6 +538,16 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 /// Current resident set of a process (VmRSS), KiB.
 fn rss_kib(pid: u32) -> Option<u64> {
     proc_status_kib(pid, "VmRSS:")
+}
+
+/// User plus system CPU time of a process so far, seconds (Linux clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name: state is the 3rd field of the line, utime the 14th.
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace();
+    let utime: f64 = rest.nth(11)?.parse().ok()?;
+    let stime: f64 = rest.next()?.parse().ok()?;
+    Some((utime + stime) / 100.0)
 }
 
 fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {

@@ -365,7 +365,7 @@ impl Broker {
                 }
             }
             sent += 1;
-            if sent % 1024 == 0 {
+            if sent.is_multiple_of(1024) {
                 producer.poll(Duration::ZERO);
                 producer.context().check(topic);
             }
@@ -441,10 +441,10 @@ impl Broker {
             let message = match consumer.poll(Duration::from_millis(100)) {
                 None => continue,
                 Some(Err(KafkaError::PartitionEOF(partition))) => {
-                    if let Some(&(next, high)) = remaining.get(&partition) {
-                        if next >= high {
-                            remaining.remove(&partition);
-                        }
+                    if let Some(&(next, high)) = remaining.get(&partition)
+                        && next >= high
+                    {
+                        remaining.remove(&partition);
                     }
                     continue;
                 }
