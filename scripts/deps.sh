@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Everything the test suite needs beyond the Rust toolchain, on a fresh Debian machine:
+#   - the Debian packages that build rdkafka with TLS and zlib (libssl-dev, pkg-config,
+#     zlib1g-dev) and `promtool` for checking the metrics output (prometheus);
+#   - Tansu 0.6.0, the Kafka-API broker of the integration tests (scripts/install-tansu.sh;
+#     about 20 minutes to build the first time, then kept in ~/.cargo/bin).
+# Idempotent: what is already there is left alone, and apt runs only when a package is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+packages=(libssl-dev pkg-config zlib1g-dev prometheus)
+missing=()
+for p in "${packages[@]}"; do
+  # Any promtool on PATH will do (for instance one from a Prometheus release tarball).
+  if [ "$p" = prometheus ] && command -v promtool >/dev/null 2>&1; then continue; fi
+  installed "$p" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+  echo "deps: installing ${missing[*]}"
+  "${sudo[@]}" apt-get update
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y --no-install-recommends "${missing[@]}"
+else
+  echo "deps: Debian packages present (${packages[*]})"
+fi
+
+# Debian's prometheus package puts promtool in /usr/bin; make sure it is reachable.
+command -v promtool >/dev/null 2>&1 || { echo "deps: promtool not found after install" >&2; exit 1; }
+
+./scripts/install-tansu.sh
