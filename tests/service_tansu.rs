@@ -32,7 +32,6 @@ fn free_port() -> u16 {
 /// `spiral run` in its own process, killed if the test fails before stopping it.
 struct Running {
     child: Option<Child>,
-    addr: SocketAddr,
 }
 
 impl Running {
@@ -45,10 +44,7 @@ impl Running {
             .stdin(Stdio::null())
             .spawn()
             .expect("spiral run starts");
-        let running = Running {
-            child: Some(child),
-            addr,
-        };
+        let running = Running { child: Some(child) };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if std::net::TcpStream::connect(addr).is_ok()
@@ -92,14 +88,12 @@ impl Drop for Running {
     }
 }
 
+/// Keyed messages for one topic.
+type Keyed = Vec<(Option<String>, Vec<u8>)>;
+
 /// Identify events go to the identity topic, everything else (broken lines too) to the online
 /// topic, keyed by whatever id the line carries first, as producers do.
-fn route(
-    lines: &[Vec<u8>],
-) -> (
-    Vec<(Option<String>, Vec<u8>)>,
-    Vec<(Option<String>, Vec<u8>)>,
-) {
+fn route(lines: &[Vec<u8>]) -> (Keyed, Keyed) {
     let (mut online, mut identity) = (Vec::new(), Vec::new());
     for line in lines {
         let value: Option<serde_json::Value> = serde_json::from_slice(line).ok();
