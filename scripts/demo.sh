@@ -1,13 +1,11 @@
 #!/usr/bin/env bash
-# The main job on an embedded default: generate realistic B2B traffic (200 000 messages over
-# 20 000 accounts, with late offline imports, retries and broken lines) and replay it with
-# the example configuration. Writes out/summary.json and out/summary.rejected.jsonl, and
-# prints the funnel table.
+# The main job on an embedded default: the live service on generated traffic, with nothing to
+# set up. `spiral demo` starts an in-process Kafka cluster (librdkafka's mock), produces
+# realistic B2B traffic into it (online touches, offline imports days late, CRM identify
+# events, retries and broken messages), runs `spiral run` with config/spiral.toml on it, serves
+# http://127.0.0.1:9464/metrics and /api/v1/summary, and prints a funnel table every 5 seconds.
+# It drains and stops by itself after DEMO_SECONDS (default 180); Ctrl-C stops it earlier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p out
 cargo build --release --quiet
-./target/release/spiral generate --seed 1 --accounts "${ACCOUNTS:-20000}" --events "${EVENTS:-200000}" --out out/traffic.jsonl
-./target/release/spiral replay --config config/spiral.toml --summary out/summary.json out/traffic.jsonl
-echo
-echo "summary: out/summary.json · rejected lines: out/summary.rejected.jsonl"
+exec ./target/release/spiral demo --seconds "${DEMO_SECONDS:-180}" "$@"
