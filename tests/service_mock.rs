@@ -247,3 +247,29 @@ fn a_rebalance_moves_partitions_without_reading_anything_twice() {
     runtime_b.block_on(b.stop()).expect("B stops");
     runtime_a.block_on(a.stop()).expect("A stops");
 }
+
+#[test]
+fn broker_errors_on_fetch_lose_and_repeat_nothing() {
+    let cluster = MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    cluster.create_topic(TOPIC, 2, 1).expect("topic");
+    cluster.create_topic(DLQ, 1, 1).expect("dlq");
+    let lines = live::traffic(14, 300, 3_000);
+    produce(&brokers, TOPIC, 2, &lines);
+    // Fetches fail for a while: leadership moves, the broker is unavailable, requests time out.
+    let errors = [
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
+        RDKafkaRespErr::RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE,
+    ];
+    cluster.request_errors(RDKafkaApiKey::Fetch, &errors);
+
+    let config = live::config(&live::config_toml(&brokers, &[TOPIC], DLQ, "mock-fetch"));
+    let (runtime, service) = start(&config);
+    let summary = live::settled_summary(service.addr, lines.len() as u64, Duration::from_secs(60));
+    runtime.block_on(service.stop()).expect("clean stop");
+    let (replayed, _) = live::replay(&config, &lines, summary.watermark.as_deref());
+    assert_eq!(live::order_free(summary), live::order_free(replayed));
+}

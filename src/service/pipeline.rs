@@ -255,8 +255,10 @@ fn poll<'c>(
 /// Applies a batch under one engine lock, then moves the watermark.
 fn apply(shared: &Shared, decoder: &Decoder, outbox: &mut Outbox, batch: &[BorrowedMessage<'_>]) {
     let now = Instant::now();
+    // What the batch did per partition, gathered first so the partition table and the
+    // outbox are touched once per partition, not once per message.
+    let mut seen: Vec<Seen<'_>> = Vec::new();
     let mut engine = shared.engine();
-    let mut partitions = shared.partitions();
     for message in batch {
         let payload = message.payload().unwrap_or_default();
         let accepted_at = match decoder.decode(payload) {
@@ -270,10 +272,41 @@ fn apply(shared: &Shared, decoder: &Decoder, outbox: &mut Outbox, batch: &[Borro
                 None
             }
         };
-        partitions.message(message.topic(), message.partition(), accepted_at, now);
-        outbox.applied(message.topic(), message.partition(), message.offset());
+        let (topic, partition) = (message.topic(), message.partition());
+        let at = match seen
+            .iter()
+            .position(|s| s.partition == partition && s.topic == topic)
+        {
+            Some(at) => at,
+            None => {
+                seen.push(Seen {
+                    topic,
+                    partition,
+                    newest: None,
+                    offset: 0,
+                });
+                seen.len() - 1
+            }
+        };
+        let s = &mut seen[at];
+        s.newest = s.newest.max(accepted_at);
+        s.offset = message.offset();
+    }
+    let mut partitions = shared.partitions();
+    for s in &seen {
+        partitions.message(s.topic, s.partition, s.newest, now);
+        outbox.applied(s.topic, s.partition, s.offset);
     }
     if let Some(time) = partitions.event_time(now) {
         engine.advance_watermark(time.saturating_sub(shared.allowed_lateness));
     }
+}
+
+struct Seen<'a> {
+    topic: &'a str,
+    partition: i32,
+    /// Newest accepted event time in this batch.
+    newest: Option<crate::time::Millis>,
+    /// Last offset read in this batch.
+    offset: i64,
 }
