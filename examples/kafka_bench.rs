@@ -55,6 +55,9 @@ struct Args {
     accounts: u64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Share of broken lines (rejected, so dead letters for `spiral run`).
+    #[arg(long, default_value_t = 0.01)]
+    broken_share: f64,
     /// Partitions of the topic.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
@@ -62,6 +65,9 @@ struct Args {
     /// `--consumer max.partition.fetch.bytes=8388608`).
     #[arg(long = "consumer", value_name = "KEY=VALUE")]
     consumer_settings: Vec<String>,
+    /// The bare consumer joins a consumer group (subscribe) instead of assigning partitions.
+    #[arg(long)]
+    subscribe: bool,
     /// Skip the mock-cluster measurement.
     #[arg(long)]
     no_mock: bool,
@@ -210,6 +216,7 @@ impl Lines {
             seed: args.seed,
             accounts: args.accounts,
             events: args.events,
+            broken_share: args.broken_share,
             ..GenerateOptions::default()
         };
         let mut lines = Lines {
@@ -306,8 +313,9 @@ fn fill(bootstrap: &str, lines: &Lines, partitions: i32, range: Range<usize>) ->
     started.elapsed().as_secs_f64()
 }
 
-/// A consumer outside any group, assigned every partition from the beginning, as the bench
-/// measures it: librdkafka defaults except what a reader of a whole topic needs.
+/// The measured consumer: librdkafka defaults plus `--consumer` settings, assigned every
+/// partition from the beginning outside any group, or with `--subscribe` a member of the
+/// group `kafka-bench` starting from the earliest offsets.
 fn bare_consumer(args: &Args, bootstrap: &str) -> BaseConsumer {
     let mut config = ClientConfig::new();
     config
@@ -321,7 +329,14 @@ fn bare_consumer(args: &Args, bootstrap: &str) -> BaseConsumer {
             .unwrap_or_else(|| panic!("--consumer {setting}: expected KEY=VALUE"));
         config.set(key, value);
     }
+    if args.subscribe {
+        config.set("auto.offset.reset", "earliest");
+    }
     let consumer: BaseConsumer = config.create().expect("consumer");
+    if args.subscribe {
+        consumer.subscribe(&[TOPIC]).expect("subscribe");
+        return consumer;
+    }
     let mut assignment = TopicPartitionList::new();
     for p in 0..args.partitions {
         assignment
@@ -467,6 +482,7 @@ fn run_spiral(args: &Args, broker: &Broker, expected: u64) -> Result<(Measured, 
         }
     })();
     let rss = peak_rss_kib(pid);
+    let cpu = cpu_seconds(pid);
     // A graceful stop (SIGTERM), so that dead letters still queued are delivered before the
     // bench counts them; SIGKILL after 40 s.
     let _ = Command::new("kill")
@@ -490,9 +506,11 @@ fn run_spiral(args: &Args, broker: &Broker, expected: u64) -> Result<(Measured, 
         let log = std::fs::read_to_string(dir.path().join("spiral.log")).unwrap_or_default();
         eprintln!("spiral run log:\n{log}");
     }
-    if let Some(rss) = rss {
-        println!("spiral run peak RSS {} MiB", rss / 1024);
-    }
+    println!(
+        "    spiral run peak RSS {} MiB, CPU {:.1} s",
+        rss.unwrap_or(0) / 1024,
+        cpu.unwrap_or(0.0)
+    );
     result
 }
 
