@@ -24,7 +24,7 @@ mod broker;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -55,6 +55,9 @@ struct Args {
     accounts: u64,
     #[arg(long, default_value_t = 7)]
     seed: u64,
+    /// Share of broken lines (rejected, so dead letters for `spiral run`).
+    #[arg(long, default_value_t = 0.01)]
+    broken_share: f64,
     /// Partitions of the topic.
     #[arg(long, default_value_t = 4)]
     partitions: i32,
@@ -62,6 +65,9 @@ struct Args {
     /// `--consumer max.partition.fetch.bytes=8388608`).
     #[arg(long = "consumer", value_name = "KEY=VALUE")]
     consumer_settings: Vec<String>,
+    /// The bare consumer joins a consumer group (subscribe) instead of assigning partitions.
+    #[arg(long)]
+    subscribe: bool,
     /// Skip the mock-cluster measurement.
     #[arg(long)]
     no_mock: bool,
@@ -173,7 +179,21 @@ fn main() {
     if args.with_spiral {
         broker.create_topic("spiral.dlq", 1);
         match run_spiral(&args, &broker, lines.len() as u64) {
-            Ok(m) => println!("(b) spiral run on tansu:          {}", m.show()),
+            Ok((from_start, from_first)) => {
+                let bytes = lines.bytes() as u64;
+                println!(
+                    "(b) spiral run on tansu:          {} (from process start; from the first \
+                     event counted: {:.2} s)",
+                    Measured {
+                        bytes,
+                        ..from_start
+                    }
+                    .show(),
+                    from_first
+                );
+                let dead = broker.consume_all("spiral.dlq").len();
+                println!("    dead-letter topic holds {dead} messages");
+            }
             Err(e) => println!("(b) spiral run on tansu: not measured: {e}"),
         }
     }
@@ -196,6 +216,7 @@ impl Lines {
             seed: args.seed,
             accounts: args.accounts,
             events: args.events,
+            broken_share: args.broken_share,
             ..GenerateOptions::default()
         };
         let mut lines = Lines {
@@ -292,8 +313,9 @@ fn fill(bootstrap: &str, lines: &Lines, partitions: i32, range: Range<usize>) ->
     started.elapsed().as_secs_f64()
 }
 
-/// A consumer outside any group, assigned every partition from the beginning, as the bench
-/// measures it: librdkafka defaults except what a reader of a whole topic needs.
+/// The measured consumer: librdkafka defaults plus `--consumer` settings, assigned every
+/// partition from the beginning outside any group, or with `--subscribe` a member of the
+/// group `kafka-bench` starting from the earliest offsets.
 fn bare_consumer(args: &Args, bootstrap: &str) -> BaseConsumer {
     let mut config = ClientConfig::new();
     config
@@ -307,7 +329,14 @@ fn bare_consumer(args: &Args, bootstrap: &str) -> BaseConsumer {
             .unwrap_or_else(|| panic!("--consumer {setting}: expected KEY=VALUE"));
         config.set(key, value);
     }
+    if args.subscribe {
+        config.set("auto.offset.reset", "earliest");
+    }
     let consumer: BaseConsumer = config.create().expect("consumer");
+    if args.subscribe {
+        consumer.subscribe(&[TOPIC]).expect("subscribe");
+        return consumer;
+    }
     let mut assignment = TopicPartitionList::new();
     for p in 0..args.partitions {
         assignment
@@ -381,9 +410,11 @@ fn mock_consume(args: &Args, lines: &Lines) -> Measured {
 
 /// (b): `spiral run` over the filled topic until its summary has received every message.
 /// Writes a configuration with the funnels of `--config` and `[kafka]`/`[http]` sections for
-/// this broker, starts the service, polls `GET /api/v1/summary` every 100 ms, and reports the
-/// time from start to `events.received == expected` (startup and group join included).
-fn run_spiral(args: &Args, broker: &Broker, expected: u64) -> Result<Measured, String> {
+/// this broker (the bench's `--consumer` settings go to `[kafka.consumer]`), starts the
+/// service, polls `GET /api/v1/summary` every 100 ms, and reports the time from start to
+/// `events.received == expected` (startup and group join included), and the seconds from the
+/// first poll that showed any event received.
+fn run_spiral(args: &Args, broker: &Broker, expected: u64) -> Result<(Measured, f64), String> {
     if !args.spiral_bin.is_file() {
         return Err(format!(
             "{} is missing (cargo build --release)",
@@ -394,7 +425,7 @@ fn run_spiral(args: &Args, broker: &Broker, expected: u64) -> Result<Measured, S
     let http = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?;
-    let config = spiral_config(&args.config, &broker.bootstrap(), &http.to_string())?;
+    let config = spiral_config(args, &broker.bootstrap(), &http.to_string())?;
     let config_path = dir.path().join("bench.toml");
     std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
 
@@ -411,6 +442,7 @@ fn run_spiral(args: &Args, broker: &Broker, expected: u64) -> Result<Measured, S
     let pid = child.id();
     let result = (|| {
         let deadline = started + Duration::from_secs(600);
+        let mut first: Option<Instant> = None;
         loop {
             if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
                 return Err(format!("spiral run exited with {status}"));
@@ -422,33 +454,70 @@ fn run_spiral(args: &Args, broker: &Broker, expected: u64) -> Result<Measured, S
                 let summary: serde_json::Value =
                     serde_json::from_str(&body).map_err(|e| format!("summary: {e}: {body}"))?;
                 let received = summary["events"]["received"].as_u64().unwrap_or(0);
+                if received > 0 {
+                    first.get_or_insert_with(Instant::now);
+                }
                 if received >= expected {
-                    return Ok(Measured {
-                        messages: received,
-                        bytes: 0,
-                        seconds: started.elapsed().as_secs_f64(),
-                    });
+                    let events = &summary["events"];
+                    println!(
+                        "    summary: received {received}, accepted {}, duplicates {}, \
+                         rejected {}",
+                        events["accepted"],
+                        events["duplicates"],
+                        events["rejected"]
+                            .as_object()
+                            .map_or(0, |r| r.values().filter_map(|v| v.as_u64()).sum::<u64>())
+                    );
+                    return Ok((
+                        Measured {
+                            messages: received,
+                            bytes: 0,
+                            seconds: started.elapsed().as_secs_f64(),
+                        },
+                        first.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+                    ));
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
         }
     })();
     let rss = peak_rss_kib(pid);
-    let _ = child.kill();
-    let _ = child.wait();
+    let cpu = cpu_seconds(pid);
+    // A graceful stop (SIGTERM), so that dead letters still queued are delivered before the
+    // bench counts them; SIGKILL after 40 s.
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
+    let stop = Instant::now();
+    while child.try_wait().ok().flatten().is_none() {
+        if stop.elapsed() > Duration::from_secs(40) {
+            eprintln!("spiral run ignored SIGTERM for 40 s; killing it");
+            let _ = child.kill();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = child.wait();
+    println!(
+        "    spiral run stopped in {:.2} s after SIGTERM: {status:?}",
+        stop.elapsed().as_secs_f64()
+    );
     if result.is_err() {
         let log = std::fs::read_to_string(dir.path().join("spiral.log")).unwrap_or_default();
         eprintln!("spiral run log:\n{log}");
     }
-    if let Some(rss) = rss {
-        println!("spiral run peak RSS {} MiB", rss / 1024);
-    }
+    println!(
+        "    spiral run peak RSS {} MiB, CPU {:.1} s",
+        rss.unwrap_or(0) / 1024,
+        cpu.unwrap_or(0.0)
+    );
     result
 }
 
-/// The funnel part of `base` (everything before its service sections) plus `[kafka]` and
-/// `[http]` for the benchmark.
-fn spiral_config(base: &Path, bootstrap: &str, listen: &str) -> Result<String, String> {
+/// The funnel part of `--config` (its service sections left out) plus `[kafka]` and `[http]`
+/// for the benchmark.
+fn spiral_config(args: &Args, bootstrap: &str, listen: &str) -> Result<String, String> {
+    let base = &args.config;
     let text = std::fs::read_to_string(base).map_err(|e| format!("{}: {e}", base.display()))?;
     let service_sections = ["[kafka]", "[kafka.", "[http]", "[metrics]", "[service]"];
     let mut out = String::new();
@@ -471,13 +540,19 @@ group_id = "spiral-bench"
 topics = ["{TOPIC}"]
 dlq_topic = "spiral.dlq"
 
-[kafka.consumer]
-"auto.offset.reset" = "earliest"
-
 [http]
 listen = "{listen}"
+
+[kafka.consumer]
+"auto.offset.reset" = "earliest"
 "#
     ));
+    for setting in &args.consumer_settings {
+        let (key, value) = setting
+            .split_once('=')
+            .ok_or_else(|| format!("--consumer {setting}: expected KEY=VALUE"))?;
+        out.push_str(&format!("{key:?} = {value:?}\n"));
+    }
     Ok(out)
 }
 
