@@ -17,8 +17,8 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 
 use super::dlq::{DeadLetter, DeadLetters, DlqCounters};
 
-pub const ROUND_LETTERS: usize = 1000;
-pub const ROUND_AGE: Duration = Duration::from_millis(200);
+pub const ROUND_LETTERS: usize = 10_000;
+pub const ROUND_AGE: Duration = Duration::from_secs(1);
 
 pub struct Outbox {
     dead_letters: DeadLetters,

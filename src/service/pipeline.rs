@@ -215,19 +215,59 @@ impl Pipeline {
             ..
         } = self;
         let mut batch = Vec::with_capacity(*poll_batch);
+        let mut timing = Timing::default();
         while !shared.stopping() {
+            let started = Instant::now();
             poll(consumer, *poll_batch, &mut batch);
+            let polled = Instant::now();
             let ready = !shared.partitions().is_empty();
             shared.ready.store(ready, Ordering::Relaxed);
             // The outbox lock is never held across poll: rebalance callbacks take it.
             let mut outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
             apply(shared, decoder, &mut outbox, &batch);
+            let applied = Instant::now();
+            let messages = batch.len();
             batch.clear();
             // Even a graceful stop keeps retrying the dead-letter topic, so that no rejected
             // message is skipped; the shutdown deadline ends the process from outside.
             outbox.after_batch(consumer, &shared.dlq)?;
+            timing.add(messages, started, polled, applied);
         }
         Ok(())
+    }
+}
+
+/// Where the consumer thread's time goes, logged at debug level every 10 s.
+#[derive(Default)]
+struct Timing {
+    since: Option<Instant>,
+    batches: u64,
+    messages: u64,
+    poll: Duration,
+    apply: Duration,
+    settle: Duration,
+}
+
+impl Timing {
+    fn add(&mut self, messages: usize, started: Instant, polled: Instant, applied: Instant) {
+        let now = Instant::now();
+        let since = *self.since.get_or_insert(started);
+        self.batches += 1;
+        self.messages += messages as u64;
+        self.poll += polled - started;
+        self.apply += applied - polled;
+        self.settle += now - applied;
+        if now - since >= Duration::from_secs(10) {
+            tracing::debug!(
+                batches = self.batches,
+                messages = self.messages,
+                poll_ms = self.poll.as_millis() as u64,
+                apply_ms = self.apply.as_millis() as u64,
+                settle_ms = self.settle.as_millis() as u64,
+                "consumer thread, last 10 s"
+            );
+            *self = Timing::default();
+        }
     }
 }
 
