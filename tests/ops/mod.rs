@@ -57,3 +57,68 @@ pub const RULE_FILES: [&str; 3] = [
     "deploy/prometheus/funnel_stages.yml",
     "deploy/prometheus/alerts.yml",
 ];
+
+/// A child process killed (and reaped) when dropped, also when a test panics.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` over a plain TCP connection (HTTP/1.0: no keep-alive, no chunking expected,
+/// though a chunked answer is decoded too). `None` when nothing listens.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).ok()?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text.get(9..12)?.parse().ok()?;
+    let body_at = text.find("\r\n\r\n")? + 4;
+    let headers = text[..body_at].to_ascii_lowercase();
+    let body = &text[body_at..];
+    if headers.contains("transfer-encoding: chunked") {
+        let mut out = String::new();
+        let mut rest = body;
+        loop {
+            let end = rest.find("\r\n")?;
+            let size = usize::from_str_radix(rest[..end].trim(), 16).ok()?;
+            if size == 0 {
+                break;
+            }
+            out.push_str(&rest[end + 2..end + 2 + size]);
+            rest = &rest[end + 2 + size + 2..];
+        }
+        return Some((status, out));
+    }
+    Some((status, body.to_string()))
+}
+
+/// Percent-encoding of a query-string value.
+pub fn url_encode(value: &str) -> String {
+    let mut out = String::new();
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A port nothing listens on right now, on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
