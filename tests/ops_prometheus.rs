@@ -9,7 +9,8 @@
 //! - two alerts are driven to firing, each a copy of a production alert in which only windows,
 //!   `for` and thresholds are shortened (the copies are derived from alerts.yml by the test,
 //!   so they cannot drift from it):
-//!   * SpiralStageConversionDrop, with `[1d]` → `[10s]` and `offset 1w` → `offset 20s`, on a
+//!   * SpiralStageConversionDrop, with `[1d]` → `[10s]` (and the subquery `[1d:]` →
+//!     `[10s:]`) and `offset 1w` → `offset 20s`, on a
 //!     real drop: after 35 s of the demo's traffic the test produces 20 000 `ad_click`s of new
 //!     accounts into the demo's `touchpoints.online` (awareness entries that never convert), and
 //!     the alert must fire for new_business/awareness — and must not have fired before;
@@ -47,7 +48,15 @@ fn prometheus_scrapes_spiral_evaluates_the_rules_and_the_dashboard_and_fires_ale
     // Spiral on generated traffic: 2 000 messages/s for longer than the test runs.
     let mut demo = Killed(
         Command::new(env!("CARGO_BIN_EXE_spiral"))
-            .args(["demo", "--seconds", "150", "--rate", "2000", "--events", "1000000"])
+            .args([
+                "demo",
+                "--seconds",
+                "150",
+                "--rate",
+                "2000",
+                "--events",
+                "1000000",
+            ])
             .args(["--table-every", "3600"])
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.path().join("demo.log")).expect("log"))
@@ -77,7 +86,10 @@ fn prometheus_scrapes_spiral_evaluates_the_rules_and_the_dashboard_and_fires_ale
     let _prometheus = Killed(
         Command::new("/usr/bin/prometheus")
             .arg(format!("--config.file={}", config_file.display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("tsdb").display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.path().join("tsdb").display()
+            ))
             .arg(format!("--web.listen-address={prom}"))
             .arg("--log.level=warn")
             .stdout(Stdio::null())
@@ -97,9 +109,11 @@ fn prometheus_scrapes_spiral_evaluates_the_rules_and_the_dashboard_and_fires_ale
         .filter_map(|r| r.get("record").map(|_| str_of(&r, "record").to_string()))
         .collect();
     assert!(records.len() >= 9);
-    wait_until("data from every recording rule", Duration::from_secs(30), || {
-        records.iter().all(|r| !query(&prom, r).is_empty())
-    });
+    wait_until(
+        "data from every recording rule",
+        Duration::from_secs(30),
+        || records.iter().all(|r| !query(&prom, r).is_empty()),
+    );
     for record in &records {
         let result = query(&prom, &format!("{record}{{funnel=\"{FUNNEL}\"}}"));
         assert!(!result.is_empty(), "{record} has no series for {FUNNEL}");
@@ -142,15 +156,20 @@ fn prometheus_scrapes_spiral_evaluates_the_rules_and_the_dashboard_and_fires_ale
             .replace("$__rate_interval", "1m")
             .replace("$__interval", "1m")
             .replace("$__range", "1h");
-        assert!(!promql.contains('$'), "{title}: unsubstituted variable in {promql}");
+        assert!(
+            !promql.contains('$'),
+            "{title}: unsubstituted variable in {promql}"
+        );
         let result = query(&prom, &promql);
         assert!(!result.is_empty(), "panel {title:?}: no data for {promql}");
     }
 
     // The dead-letter copy fires on the demo's ~1 % broken messages.
-    wait_until("SpiralDeadLetterRateHighE2E firing", Duration::from_secs(40), || {
-        firing(&prom).contains_key("SpiralDeadLetterRateHighE2E")
-    });
+    wait_until(
+        "SpiralDeadLetterRateHighE2E firing",
+        Duration::from_secs(40),
+        || firing(&prom).contains_key("SpiralDeadLetterRateHighE2E"),
+    );
 
     // The conversion copy compares the last 10 s with 20 s earlier: give it 35 s of data, make
     // sure the demo's own traffic does not fire it, then drop awareness' conversion.
@@ -165,25 +184,37 @@ fn prometheus_scrapes_spiral_evaluates_the_rules_and_the_dashboard_and_fires_ale
     );
     let entered_before = stage_sum(&prom, "spiral_stage_entered_total");
     inject_unconverted_entries(&bootstrap, &prom, 20_000);
-    wait_until("SpiralStageConversionDropE2E firing", Duration::from_secs(30), || {
-        firing(&prom)
-            .get("SpiralStageConversionDropE2E")
-            .is_some_and(|labels| labels.iter().any(|l| l.contains(STAGE)))
-    });
+    wait_until(
+        "SpiralStageConversionDropE2E firing",
+        Duration::from_secs(30),
+        || {
+            firing(&prom)
+                .get("SpiralStageConversionDropE2E")
+                .is_some_and(|labels| labels.iter().any(|l| l.contains(STAGE)))
+        },
+    );
     let entered_after = stage_sum(&prom, "spiral_stage_entered_total");
     assert!(
         entered_after >= entered_before + 20_000.0,
         "awareness entries {entered_before} → {entered_after}"
     );
+    // For the record: how often awareness' breakdown series went down (entries moving between
+    // channels and campaigns), against its sum per instance (what the rules take increase() of).
+    let selector = format!("spiral_stage_entered_total{{funnel=\"{FUNNEL}\",stage=\"{STAGE}\"}}");
+    let resets = |q: String| {
+        query(&prom, &q)[0]["value"][1]
+            .as_str()
+            .unwrap_or("?")
+            .to_string()
+    };
     eprintln!(
-        "ops_prometheus: done in {:.1} s (resets of awareness' counters seen by Prometheus: {})",
+        "ops_prometheus: done in {:.1} s; decreases seen in 5 min: {} over awareness' breakdown \
+         series, {} in their sum",
         started.elapsed().as_secs_f64(),
-        query(
-            &prom,
-            &format!(
-                "sum(resets(spiral_stage_entered_total{{funnel=\"{FUNNEL}\",stage=\"{STAGE}\"}}[5m]))"
-            )
-        )[0]["value"][1]
+        resets(format!("sum(resets({selector}[5m]))")),
+        resets(format!(
+            "resets((sum by (job, instance) ({selector}))[5m:1s])"
+        )),
     );
 }
 
@@ -266,7 +297,11 @@ fn e2e_alerts() -> String {
     let rules = vec![
         derive(
             "SpiralStageConversionDrop",
-            &[("[1d]", "[10s]"), ("offset 1w", "offset 20s")],
+            &[
+                ("[1d:]", "[10s:]"),
+                ("[1d]", "[10s]"),
+                ("offset 1w", "offset 20s"),
+            ],
             "0s",
         ),
         derive(
@@ -289,14 +324,21 @@ fn e2e_alerts() -> String {
 /// Every (panel title, PromQL) of the dashboard, rows' nested panels included.
 fn panel_queries(dashboard: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    let mut panels: Vec<&Value> = dashboard["panels"].as_array().expect("panels").iter().collect();
+    let mut panels: Vec<&Value> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .collect();
     while let Some(panel) = panels.pop() {
         if let Some(nested) = panel["panels"].as_array() {
             panels.extend(nested);
         }
         for target in panel["targets"].as_array().into_iter().flatten() {
             if let Some(expr) = target["expr"].as_str() {
-                out.push((panel["title"].as_str().unwrap_or("").to_string(), expr.to_string()));
+                out.push((
+                    panel["title"].as_str().unwrap_or("").to_string(),
+                    expr.to_string(),
+                ));
             }
         }
     }
@@ -325,7 +367,10 @@ fn query(prom: &str, promql: &str) -> Vec<Value> {
 fn label_values(prom: &str, label: &str, selector: &str) -> Vec<String> {
     let data = api(
         prom,
-        &format!("/api/v1/label/{label}/values?match[]={}", url_encode(selector)),
+        &format!(
+            "/api/v1/label/{label}/values?match[]={}",
+            url_encode(selector)
+        ),
     );
     data.as_array()
         .expect("values")
@@ -337,7 +382,10 @@ fn label_values(prom: &str, label: &str, selector: &str) -> Vec<String> {
 /// Firing alerts: name → their labels, rendered.
 fn firing(prom: &str) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for alert in api(prom, "/api/v1/alerts")["alerts"].as_array().expect("alerts") {
+    for alert in api(prom, "/api/v1/alerts")["alerts"]
+        .as_array()
+        .expect("alerts")
+    {
         if alert["state"] == "firing" {
             let labels = &alert["labels"];
             out.entry(labels["alertname"].as_str().unwrap_or("").to_string())
@@ -362,7 +410,10 @@ fn stage_sum(prom: &str, metric: &str) -> f64 {
 fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
     while !ready() {
-        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
 }

@@ -44,17 +44,22 @@ fn every_alert_has_a_summary_numbers_and_a_runbook_section() {
     for alert in &alerts {
         let name = str_of(alert, "alert");
         let annotations = &alert["annotations"];
-        assert!(!str_of(annotations, "summary").is_empty(), "{name}: summary");
+        assert!(
+            !str_of(annotations, "summary").is_empty(),
+            "{name}: summary"
+        );
         let description = str_of(annotations, "description");
         // SpiralAbsent is about a series that does not exist: it has no number to give.
         assert!(
-            name == "SpiralAbsent" || description.contains("$value") || description.contains("query"),
+            name == "SpiralAbsent"
+                || description.contains("$value")
+                || description.contains("query"),
             "{name}: the description should carry the numbers: {description}"
         );
         let url = str_of(annotations, "runbook_url");
-        let anchor = url
-            .strip_prefix("docs/runbook.md#")
-            .unwrap_or_else(|| panic!("{name}: runbook_url {url:?} is not a docs/runbook.md section"));
+        let anchor = url.strip_prefix("docs/runbook.md#").unwrap_or_else(|| {
+            panic!("{name}: runbook_url {url:?} is not a docs/runbook.md section")
+        });
         assert!(
             anchors.contains(anchor),
             "{name}: docs/runbook.md has no section #{anchor} (sections: {anchors:?})"
@@ -87,7 +92,10 @@ fn every_alert_is_tested_firing_and_silent() {
     for alert in alerts() {
         let name = str_of(&alert, "alert");
         assert!(firing.contains(name), "{name}: no test where it fires");
-        assert!(silent.contains(name), "{name}: no test where it stays silent");
+        assert!(
+            silent.contains(name),
+            "{name}: no test where it stays silent"
+        );
     }
 }
 
@@ -128,7 +136,10 @@ fn recording_rules_sum_by_funnel_and_stage() {
         let record = str_of(&rule, "record");
         let expr = str_of(&rule, "expr");
         assert!(record.starts_with("funnel_stage:"), "{record}");
-        assert!(expr.contains("sum by (funnel, stage) (increase("), "{record}: {expr}");
+        assert!(
+            expr.contains("sum by (funnel, stage) (increase("),
+            "{record}: {expr}"
+        );
         assert!(!expr.contains("avg"), "{record}: never average: {expr}");
         if record.contains(":ratio") {
             assert_eq!(expr.matches("sum by (funnel, stage)").count(), 2, "{expr}");
