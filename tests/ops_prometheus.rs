@@ -84,7 +84,7 @@ fn prometheus_scrapes_spiral_evaluates_the_rules_and_the_dashboard_and_fires_ale
     std::fs::write(&config_file, config).expect("write prometheus.yml");
     let prom = format!("127.0.0.1:{}", free_port());
     let _prometheus = Killed(
-        Command::new("/usr/bin/prometheus")
+        Command::new(prometheus_binary())
             .arg(format!("--config.file={}", config_file.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -95,7 +95,7 @@ fn prometheus_scrapes_spiral_evaluates_the_rules_and_the_dashboard_and_fires_ale
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(dir.path().join("prometheus.log")).expect("log"))
             .spawn()
-            .expect("start /usr/bin/prometheus (./scripts/deps.sh installs Debian's prometheus)"),
+            .expect("start prometheus (./scripts/deps.sh installs Debian's)"),
     );
     wait_until("prometheus /-/ready", Duration::from_secs(30), || {
         http_get(&prom, "/-/ready").is_some_and(|(status, _)| status == 200)
@@ -216,6 +216,15 @@ fn prometheus_scrapes_spiral_evaluates_the_rules_and_the_dashboard_and_fires_ale
             "resets((sum by (job, instance) ({selector}))[5m:1s])"
         )),
     );
+}
+
+/// Debian's server (what scripts/deps.sh installs), else any `prometheus` on PATH.
+fn prometheus_binary() -> &'static str {
+    if std::path::Path::new("/usr/bin/prometheus").exists() {
+        "/usr/bin/prometheus"
+    } else {
+        "prometheus"
+    }
 }
 
 /// The demo prints its mock cluster's address on its first line.
