@@ -283,3 +283,56 @@ fn render(dir: &str) -> BTreeMap<String, Vec<Value>> {
     }
     objects
 }
+
+/// The Grafana dashboard: unique panel ids on a 24-column grid, a query in every target, the
+/// `funnel` and `stage` variables from `label_values`, and every funnel-scoped query filtered
+/// by them. (Its queries are evaluated against a real Prometheus in tests/ops_prometheus.rs.)
+#[test]
+fn the_dashboard_is_well_formed() {
+    let text =
+        std::fs::read_to_string(repo("deploy/grafana/dashboards/spiral.json")).expect("dashboard");
+    let dashboard: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(dashboard["uid"], "spiral-funnel");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("templating");
+    for name in ["funnel", "stage"] {
+        let v = variables
+            .iter()
+            .find(|v| v["name"] == name)
+            .unwrap_or_else(|| panic!("no ${name} variable"));
+        let query = v["definition"].as_str().expect("definition");
+        assert!(
+            query.starts_with("label_values(spiral_stage_entered_total") && query.contains(name),
+            "{name}: {query}"
+        );
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or("");
+        assert!(
+            ids.insert(panel["id"].as_u64().expect("id")),
+            "{title}: duplicate id"
+        );
+        let grid = &panel["gridPos"];
+        let (x, w) = (grid["x"].as_u64().unwrap(), grid["w"].as_u64().unwrap());
+        assert!(
+            x + w <= 24 && grid["h"].as_u64().unwrap() > 0,
+            "{title}: gridPos"
+        );
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or("");
+            assert!(
+                !expr.is_empty() && target["refId"].is_string(),
+                "{title}: target"
+            );
+            if expr.contains("funnel=") {
+                assert!(expr.contains(r#"funnel="$funnel""#), "{title}: {expr}");
+            }
+            if expr.contains("stage=") && !expr.contains("stage=~\"$stage\"") {
+                panic!("{title}: stage filter without $stage: {expr}");
+            }
+        }
+    }
+    assert!(ids.len() >= 20, "{} panels", ids.len());
+}
