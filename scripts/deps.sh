@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond the Rust toolchain, on a fresh Debian machine:
 #   - the Debian packages that build rdkafka with TLS and zlib (libssl-dev, pkg-config,
-#     zlib1g-dev) and `promtool` for checking the metrics output (prometheus);
+#     zlib1g-dev), `promtool` for checking the metrics output (prometheus), and headless
+#     `chromium` for the live page's test;
 #   - Tansu 0.6.0, the Kafka-API broker of the integration tests (scripts/install-tansu.sh;
 #     about 20 minutes to build the first time, then kept in ~/.cargo/bin).
 # Idempotent: what is already there is left alone, and apt runs only when a package is missing.
@@ -12,11 +13,12 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-packages=(libssl-dev pkg-config zlib1g-dev prometheus)
+packages=(libssl-dev pkg-config zlib1g-dev prometheus chromium)
 missing=()
 for p in "${packages[@]}"; do
   # Any promtool on PATH will do (for instance one from a Prometheus release tarball).
   if [ "$p" = prometheus ] && command -v promtool >/dev/null 2>&1; then continue; fi
+  if [ "$p" = chromium ] && command -v chromium >/dev/null 2>&1; then continue; fi
   installed "$p" || missing+=("$p")
 done
 

@@ -11,31 +11,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use spiral::service::Service;
 
 const TOPIC: &str = "touchpoints";
 const DLQ: &str = "dead-letters";
-
-fn produce(brokers: &str, topic: &str, partitions: i32, lines: &[Vec<u8>]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    for (i, line) in lines.iter().enumerate() {
-        let mut record = BaseRecord::<(), [u8]>::to(topic)
-            .payload(&line[..])
-            .partition(i as i32 % partitions);
-        while let Err((_, back)) = producer.send(record) {
-            producer.poll(Duration::from_millis(10));
-            record = back;
-        }
-    }
-    producer.flush(Duration::from_secs(30)).expect("flush");
-}
 
 /// Every message of a topic: (partition, offset, payload, headers).
 type Read = (i32, i64, Vec<u8>, HashMap<String, String>);
@@ -99,7 +80,7 @@ fn live_summary_equals_replay_and_dead_letters_hold_every_reject() {
     cluster.create_topic(TOPIC, 3, 1).expect("topic");
     cluster.create_topic(DLQ, 1, 1).expect("dlq");
     let lines = live::traffic(11, 800, 8_000);
-    produce(&brokers, TOPIC, 3, &lines);
+    live::produce(&brokers, TOPIC, 3, &lines);
 
     let config = live::config(&live::config_toml(&brokers, &[TOPIC], DLQ, "mock-e2e"));
     let (runtime, service) = start(&config);
@@ -155,7 +136,7 @@ fn dead_letter_failures_hold_the_consumer_back_and_lose_nothing() {
     cluster.create_topic(TOPIC, 2, 1).expect("topic");
     cluster.create_topic(DLQ, 1, 1).expect("dlq");
     let lines = live::traffic(12, 300, 3_000);
-    produce(&brokers, TOPIC, 2, &lines);
+    live::produce(&brokers, TOPIC, 2, &lines);
     // The next produce requests (the dead-letter producer's) fail without librdkafka retrying.
     let errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 4];
     cluster.request_errors(RDKafkaApiKey::Produce, &errors);
@@ -199,7 +180,7 @@ fn a_rebalance_moves_partitions_without_reading_anything_twice() {
     cluster.create_topic(DLQ, 1, 1).expect("dlq");
     let lines = live::traffic(13, 400, 4_000);
     let (first, second) = lines.split_at(2_000);
-    produce(&brokers, TOPIC, 4, first);
+    live::produce(&brokers, TOPIC, 4, first);
 
     let config = live::config(&live::config_toml(
         &brokers,
@@ -219,7 +200,7 @@ fn a_rebalance_moves_partitions_without_reading_anything_twice() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    produce(&brokers, TOPIC, 4, second);
+    live::produce(&brokers, TOPIC, 4, second);
     let total = lines.len() as u64;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -255,7 +236,7 @@ fn broker_errors_on_fetch_lose_and_repeat_nothing() {
     cluster.create_topic(TOPIC, 2, 1).expect("topic");
     cluster.create_topic(DLQ, 1, 1).expect("dlq");
     let lines = live::traffic(14, 300, 3_000);
-    produce(&brokers, TOPIC, 2, &lines);
+    live::produce(&brokers, TOPIC, 2, &lines);
     // Fetches fail for a while: leadership moves, the broker is unavailable, requests time out.
     let errors = [
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,

@@ -8,6 +8,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
 use spiral::config::Config;
 use spiral::generate::{self, GenerateOptions};
 use spiral::replay::Replayer;
@@ -315,4 +318,23 @@ pub fn assert_metrics_match(scrape: &str, summary: &Summary) {
         get("spiral_events_total{result=\"accepted\"}".into()) as u64,
         summary.events.accepted
     );
+}
+
+/// Produces `lines` round-robin over `partitions` partitions and waits for every delivery.
+pub fn produce(brokers: &str, topic: &str, partitions: i32, lines: &[Vec<u8>]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (i, line) in lines.iter().enumerate() {
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
+            .payload(&line[..])
+            .partition(i as i32 % partitions);
+        while let Err((_, back)) = producer.send(record) {
+            producer.poll(Duration::from_millis(10));
+            record = back;
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
 }
