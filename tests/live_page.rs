@@ -106,17 +106,15 @@ fn the_live_page_shows_the_summary() {
         }
     }
     let entered = summary.funnels[0].stages[0].entered;
-    let shown = format!(
-        "{}",
-        entered
-            .to_string()
-            .as_bytes()
-            .rchunks(3)
-            .rev()
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect::<Vec<_>>()
-            .join(",")
-    );
+    // As the page prints it: en-US thousands separators.
+    let digits = entered.to_string();
+    let groups: Vec<&str> = digits
+        .as_bytes()
+        .rchunks(3)
+        .rev()
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    let shown = groups.join(",");
     assert!(
         dom.contains(&shown),
         "entered {shown} is printed for people too"
