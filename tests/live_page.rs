@@ -10,13 +10,6 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use rdkafka::mocking::MockCluster;
-
-use spiral::service::Service;
-
-const TOPIC: &str = "touchpoints";
-const DLQ: &str = "dead-letters";
-
 /// Headless Chromium as the env notes run it, with a fresh profile; `args` say what to do.
 fn chromium(url: &str, args: &[&str]) -> std::process::Output {
     let profile = tempfile::tempdir().unwrap();
@@ -62,15 +55,9 @@ fn stage_rows(dom: &str) -> Vec<std::collections::HashMap<String, String>> {
 
 #[test]
 fn the_live_page_shows_the_summary() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, 2, 1).expect("topic");
-    cluster.create_topic(DLQ, 1, 1).expect("dlq");
-    let lines = live::traffic(31, 500, 5_000);
-    live::produce(&brokers, TOPIC, 2, &lines);
-    let config = live::config(&live::config_toml(&brokers, &[TOPIC], DLQ, "page"));
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let service = runtime.block_on(Service::start(&config)).expect("service");
+    let mock = live::Mock::new(2, 31, 500, 5_000, "page");
+    let (runtime, service) = mock.start();
+    let lines = &mock.lines;
     let summary = live::settled_summary(service.addr, lines.len() as u64, Duration::from_secs(60));
 
     let url = format!("http://{}/", service.addr);
