@@ -51,6 +51,8 @@ poll_batch = 500
 [kafka.consumer]
 "session.timeout.ms" = 6000
 "heartbeat.interval.ms" = 500
+# Tansu holds every fetch this long even when data waits (docs/performance.md).
+"fetch.wait.max.ms" = 10
 
 [http]
 listen = "127.0.0.1:0"
