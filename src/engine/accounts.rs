@@ -18,6 +18,7 @@ use std::cmp::Ordering;
 use foldhash::fast::RandomState;
 use hashbrown::HashMap;
 
+use super::event_ids::EventIds;
 use super::store::{Interner, StrArena};
 use super::timers::TimerQueue;
 use crate::funnel::journey::{self, Journey};
@@ -38,7 +39,8 @@ struct Account {
 /// What the account bookkeeping needs from the rest of the engine.
 pub struct Context<'a> {
     pub funnels: &'a Funnels,
-    pub arena: &'a StrArena,
+    /// Event ids of the touches in accounts, for the tie-break of SPEC §3.
+    pub touch_ids: &'a EventIds,
     pub stats: &'a mut [FunnelStats],
     pub watermark: Millis,
 }
@@ -95,7 +97,7 @@ impl Accounts {
     /// Adds a touch to an account's journeys, keeping the counters exact.
     pub fn insert(&mut self, account: u32, touch: Touch, cx: &mut Context<'_>) {
         let touches = &self.accounts[account as usize].touches;
-        let at = insert_position(touches, touch, cx.arena);
+        let at = insert_position(touches, touch, cx.touch_ids);
         let deadline = if at > 0 && at == touches.len() {
             self.append(account, touch, cx)
         } else {
@@ -277,19 +279,17 @@ fn grow(touches: &mut Vec<Touch>) {
 }
 
 /// Touches are ordered by (`occurred_at`, `event_id` as bytes), SPEC §3.
-pub fn touch_order(a: &Touch, b: &Touch, arena: &StrArena) -> Ordering {
-    a.time
-        .cmp(&b.time)
-        .then_with(|| arena.get(a.id).cmp(arena.get(b.id)))
+pub fn touch_order(a: &Touch, b: &Touch, ids: &EventIds) -> Ordering {
+    a.time.cmp(&b.time).then_with(|| ids.cmp(a.id, b.id))
 }
 
 /// Where `touch` goes in the sorted `touches`: after every touch that does not sort after it,
 /// so the rare exact tie (an id accepted again after dedup forgot it, at the same time) keeps
 /// arrival order. Appending, the common case, is checked first.
-fn insert_position(touches: &[Touch], touch: Touch, arena: &StrArena) -> usize {
+fn insert_position(touches: &[Touch], touch: Touch, ids: &EventIds) -> usize {
     match touches.last() {
         None => 0,
-        Some(last) if touch_order(last, &touch, arena) != Ordering::Greater => touches.len(),
-        Some(_) => touches.partition_point(|t| touch_order(t, &touch, arena) != Ordering::Greater),
+        Some(last) if touch_order(last, &touch, ids) != Ordering::Greater => touches.len(),
+        Some(_) => touches.partition_point(|t| touch_order(t, &touch, ids) != Ordering::Greater),
     }
 }

@@ -6,10 +6,16 @@
 //! a conflict (counted, ignored). A touch with no resolvable account waits here, registered on
 //! its contact and anonymous nodes, until a link resolves it or the watermark passes its event
 //! time plus `pending_ttl`.
+//!
+//! A waiting touch's event id lives in a store of its own (`pending_ids`), which is rebuilt
+//! from the live touches once dead ones dominate it: about a fifth of touches never resolve,
+//! and their ids should not outlive them. A touch that joins an account has its id copied to
+//! the engine's store of retained touch ids.
 
 use foldhash::fast::RandomState;
 use hashbrown::HashMap;
 
+use super::event_ids::{Encoded, EventIds};
 use super::store::{Interner, StrArena};
 use super::timers::TimerQueue;
 use crate::funnel::Touch;
@@ -54,6 +60,9 @@ pub struct Identity {
     slots: Vec<Waiting>,
     free: Vec<u32>,
     live: usize,
+    /// Ids of waiting touches (`Waiting::touch.id` points here), and the bytes of live ones.
+    pending_ids: EventIds,
+    pending_id_bytes: usize,
     waiting_on: HashMap<Node, Vec<(u32, u32)>, RandomState>,
     /// Entries in all `waiting_on` lists, stale ones included, so compaction is cheap to
     /// schedule.
@@ -77,6 +86,8 @@ impl Identity {
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
+            pending_ids: EventIds::default(),
+            pending_id_bytes: 0,
             waiting_on: HashMap::default(),
             registered: 0,
             anons_by_contact: HashMap::default(),
@@ -104,19 +115,19 @@ impl Identity {
     }
 
     /// Records the links an accepted event carries and pushes onto `joined` every waiting
-    /// touch they resolve, with its account.
+    /// touch they resolve, with its account; their ids are moved into `touch_ids`.
     ///
     /// All links of the event are set before any waiting touch is resolved: they arrive
     /// together, so a touch resolves with all of them in place whatever order they are
     /// listed in (SPEC §4: only which link comes *first* may depend on arrival order).
-    pub fn link(&mut self, ids: Ids, joined: &mut Vec<(u32, Touch)>) {
+    pub fn link(&mut self, ids: Ids, joined: &mut Vec<(u32, Touch)>, touch_ids: &mut EventIds) {
         let anon_contact = matches!((ids.anon, ids.contact), (Some(a), Some(c)) if self.set_link(LinkKind::AnonContact, a, c));
         let anon_account = matches!((ids.anon, ids.account), (Some(a), Some(x)) if self.set_link(LinkKind::AnonAccount, a, x));
         let contact_account = matches!((ids.contact, ids.account), (Some(c), Some(x)) if self.set_link(LinkKind::ContactAccount, c, x));
         if let (true, Some(contact)) = (contact_account, ids.contact) {
-            self.release(Node::Contact(contact), joined);
+            self.release(Node::Contact(contact), joined, touch_ids);
             for anon in self.anons_by_contact.remove(&contact).unwrap_or_default() {
-                self.release(Node::Anon(anon), joined);
+                self.release(Node::Anon(anon), joined, touch_ids);
             }
         }
         if let Some(anon) = ids.anon
@@ -124,7 +135,7 @@ impl Identity {
         {
             let contact = self.anon_contact[anon as usize];
             if self.resolve_waiting(NONE, anon).is_some() {
-                self.release(Node::Anon(anon), joined);
+                self.release(Node::Anon(anon), joined, touch_ids);
             } else if anon_contact && self.waiting_on.contains_key(&Node::Anon(anon)) {
                 // Its touches resolve once the contact gets an account.
                 self.anons_by_contact.entry(contact).or_default().push(anon);
@@ -178,8 +189,10 @@ impl Identity {
         })
     }
 
-    /// Parks a touch that has no account yet.
-    pub fn wait(&mut self, touch: Touch, ids: Ids) {
+    /// Parks a touch that has no account yet, with its event id.
+    pub fn wait(&mut self, mut touch: Touch, ids: Ids, id: &Encoded) {
+        touch.id = self.pending_ids.push(id);
+        self.pending_id_bytes += id.as_bytes().len();
         let contact = ids.contact.unwrap_or(NONE);
         let anon = ids.anon.unwrap_or(NONE);
         let slot = match self.free.pop() {
@@ -234,7 +247,7 @@ impl Identity {
     }
 
     /// Moves the waiting touches of `node` that now resolve into `joined`.
-    fn release(&mut self, node: Node, joined: &mut Vec<(u32, Touch)>) {
+    fn release(&mut self, node: Node, joined: &mut Vec<(u32, Touch)>, touch_ids: &mut EventIds) {
         let Some(list) = self.waiting_on.remove(&node) else {
             return;
         };
@@ -247,7 +260,9 @@ impl Identity {
             }
             match self.resolve_waiting(waiting.contact, waiting.anon) {
                 Some(account) => {
-                    joined.push((account, waiting.touch));
+                    let mut touch = waiting.touch;
+                    touch.id = touch_ids.copy_from(&self.pending_ids, touch.id);
+                    joined.push((account, touch));
                     self.free_slot(slot);
                 }
                 None => still.push((slot, generation)),
@@ -261,6 +276,7 @@ impl Identity {
 
     fn free_slot(&mut self, slot: u32) {
         let waiting = &mut self.slots[slot as usize];
+        self.pending_id_bytes -= self.pending_ids.encoded(waiting.touch.id).len();
         waiting.live = false;
         waiting.generation = waiting.generation.wrapping_add(1);
         self.free.push(slot);
@@ -291,6 +307,9 @@ impl Identity {
         } else if expired > 0 {
             self.compact();
         }
+        if expired > 0 {
+            self.compact_ids();
+        }
         expired
     }
 
@@ -316,6 +335,19 @@ impl Identity {
         });
     }
 
+    /// Rebuilds `pending_ids` from the live waiting touches once it is mostly dead ids, so its
+    /// size follows the touches actually waiting (amortised: it at least halves each time).
+    fn compact_ids(&mut self) {
+        if self.pending_ids.len() < 2 * self.pending_id_bytes + 4096 {
+            return;
+        }
+        let mut kept = EventIds::with_capacity(self.pending_id_bytes);
+        for w in self.slots.iter_mut().filter(|w| w.live) {
+            w.touch.id = kept.copy_from(&self.pending_ids, w.touch.id);
+        }
+        self.pending_ids = kept;
+    }
+
     /// Touches waiting for an account now.
     pub fn pending(&self) -> usize {
         self.live
@@ -337,6 +369,7 @@ impl Identity {
                 + self.anon_contact.capacity())
                 * 4
             + self.slots.capacity() * size_of::<Waiting>()
+            + self.pending_ids.heap_bytes()
             + self.expiry.heap_bytes()
     }
 }

@@ -7,6 +7,7 @@
 
 pub(crate) mod accounts;
 mod dedup;
+mod event_ids;
 mod identity;
 pub mod store;
 mod timers;
@@ -20,6 +21,7 @@ use crate::time::Millis;
 
 use accounts::{Accounts, Context};
 use dedup::Dedup;
+use event_ids::{Encoded, EventIds};
 use identity::{Identity, Ids};
 use store::StrArena;
 
@@ -48,7 +50,10 @@ pub struct Counters {
 pub struct Engine {
     funnels: Funnels,
     allowed_lateness: Millis,
+    /// Account, contact and anonymous ids.
     arena: StrArena,
+    /// Event ids of the touches in accounts (dedup and waiting touches keep their own).
+    touch_ids: EventIds,
     dedup: Dedup,
     identity: Identity,
     accounts: Accounts,
@@ -60,6 +65,8 @@ pub struct Engine {
     watermark: Millis,
     /// Scratch for touches that a link releases.
     joined: Vec<(u32, Touch)>,
+    /// Scratch for the event id being applied, in stored form.
+    id: Encoded,
 }
 
 impl Engine {
@@ -70,6 +77,7 @@ impl Engine {
             funnels,
             allowed_lateness: config.pipeline.allowed_lateness,
             arena: StrArena::default(),
+            touch_ids: EventIds::default(),
             dedup: Dedup::new(config.pipeline.dedup_window),
             identity: Identity::new(config.identity.pending_ttl),
             accounts: Accounts::default(),
@@ -78,6 +86,7 @@ impl Engine {
             newest: None,
             watermark: Millis::MIN,
             joined: Vec::new(),
+            id: Encoded::default(),
         })
     }
 
@@ -94,21 +103,17 @@ impl Engine {
     pub fn apply(&mut self, event: &Event<'_>) -> Applied {
         self.counters.received += 1;
         let time = event.occurred_at;
-        let Some(id) = self.dedup.accept(
-            &mut self.arena,
-            event.event_id.as_bytes(),
-            time,
-            self.watermark,
-        ) else {
+        self.id.set(event.event_id.as_bytes());
+        if !self.dedup.accept(&self.id, time, self.watermark) {
             self.counters.duplicates += 1;
             return Applied::Duplicate;
-        };
+        }
         self.counters.accepted += 1;
         let late = event.event_type == EventType::Touch && time < self.watermark;
 
         let ids = self.intern_ids(event);
         let mut joined = std::mem::take(&mut self.joined);
-        self.identity.link(ids, &mut joined);
+        self.identity.link(ids, &mut joined, &mut self.touch_ids);
         for (account, touch) in joined.drain(..) {
             self.insert_touch(account, touch);
         }
@@ -123,10 +128,13 @@ impl Engine {
                 let touchpoint = event.touchpoint.as_deref().unwrap_or_default();
                 let kind = self.funnels.kind(touchpoint, event.stage.as_deref());
                 let online = event.channel == Some(crate::event::Channel::Online);
-                let touch = Touch::new(time, id, kind, online);
+                let mut touch = Touch::new(time, 0, kind, online);
                 match self.identity.resolve(ids) {
-                    Some(account) => self.insert_touch(account, touch),
-                    None => self.identity.wait(touch, ids),
+                    Some(account) => {
+                        touch.id = self.touch_ids.push(&self.id);
+                        self.insert_touch(account, touch);
+                    }
+                    None => self.identity.wait(touch, ids, &self.id),
                 }
             }
         }
@@ -161,7 +169,7 @@ impl Engine {
     fn insert_touch(&mut self, account: u32, touch: Touch) {
         let mut cx = Context {
             funnels: &self.funnels,
-            arena: &self.arena,
+            touch_ids: &self.touch_ids,
             stats: &mut self.stats,
             watermark: self.watermark,
         };
@@ -178,7 +186,7 @@ impl Engine {
         self.watermark = to;
         let mut cx = Context {
             funnels: &self.funnels,
-            arena: &self.arena,
+            touch_ids: &self.touch_ids,
             stats: &mut self.stats,
             watermark: to,
         };
@@ -275,7 +283,7 @@ impl Engine {
             anonymous_ids: self.identity.anon_count(),
             dedup_ids: self.dedup.len(),
             bytes: StateBytes {
-                strings: self.arena.heap_bytes(),
+                strings: self.arena.heap_bytes() + self.touch_ids.heap_bytes(),
                 accounts: self.accounts.heap_bytes(),
                 identity: self.identity.heap_bytes(),
                 dedup: self.dedup.heap_bytes(),
@@ -299,7 +307,7 @@ pub struct StateSizes {
 /// Approximate heap bytes of the engine's tables (capacities, not lengths).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateBytes {
-    /// Event ids and account, contact and anonymous ids, back to back.
+    /// Account, contact and anonymous ids, and the event ids of touches in accounts.
     pub strings: usize,
     /// The account index, touch records and timers.
     pub accounts: usize,
