@@ -71,6 +71,7 @@ impl Decoder {
     }
 
     /// Reasons 3 to 6 of SPEC §1, in order, on a message that is not malformed.
+    #[inline(always)]
     fn check<'a>(&self, f: Fields<'a>) -> Result<Event<'a>, Rejection> {
         use RejectReason::{InvalidChannel, InvalidTimestamp, MissingField, NoIdentity};
         let reject = |reason, detail: &'static str| Err(Rejection::new(reason, detail));
@@ -328,6 +329,7 @@ impl Bad {
 
 /// Every `malformed` rule of SPEC §1, in one pass over the message; `Err` is the first
 /// breach found.
+#[inline(always)]
 fn parse_fields(msg: &[u8]) -> Result<Fields<'_>, Bad> {
     let mut sc = Scanner::new(msg)?;
     if sc.peek()? != Kind::Object {
