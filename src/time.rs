@@ -22,6 +22,7 @@ pub const MIN_MILLIS: Millis = days_from_civil(0, 1, 1) * MS_PER_DAY;
 pub const MAX_MILLIS: Millis = days_from_civil(9999, 12, 31) * MS_PER_DAY + MS_PER_DAY - 1;
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (`m` in 1..=12, `d` in 1..=31).
+#[inline]
 const fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;

@@ -54,6 +54,7 @@ impl Decoder {
     ///
     /// Strings without escapes borrow from `msg`; the accept path allocates nothing else
     /// but the `attributes` vector.
+    #[inline]
     pub fn decode<'a>(&self, msg: &'a [u8]) -> Result<Event<'a>, Rejection> {
         if msg.len() > self.max_event_bytes {
             return Err(Rejection::new(
@@ -344,8 +345,11 @@ fn parse_fields(msg: &[u8]) -> Result<Fields<'_>, Bad> {
     let mut first = true;
     while let Some(key) = sc.next_key(&mut first)? {
         let Some(field) = Field::from_key(&key) else {
-            let detail = format!("key {} repeated", quote_short(&key));
-            if !unknown.get_or_insert_with(KeyCheck::new).insert(key) {
+            if !unknown
+                .get_or_insert_with(KeyCheck::new)
+                .insert(key.clone())
+            {
+                let detail = format!("key {} repeated", quote_short(&key));
                 return Err(Bad::Text(detail.into()));
             }
             // Unknown fields are ignored, but must still be valid JSON without repeats.

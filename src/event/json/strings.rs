@@ -16,8 +16,12 @@ impl<'a> Cursor<'a> {
         match self.bytes.get(i) {
             Some(b'"') => {
                 self.pos = i + 1;
-                // Slicing at ASCII quotes keeps to char boundaries of the validated message.
-                Ok(Cow::Borrowed(&self.src[start..i]))
+                debug_assert!(self.src.is_char_boundary(start) && self.src.is_char_boundary(i));
+                // SAFETY: `start` follows an ASCII quote and `i` is one, both inside the
+                // message (`start <= i < len`), so both are char boundaries of the validated
+                // UTF-8 `src`. The checked slice spent ~10 instructions per string on
+                // proving this again, and every event has about twenty strings.
+                Ok(Cow::Borrowed(unsafe { self.src.get_unchecked(start..i) }))
             }
             Some(b'\\') => {
                 let (text, end) = unescape(*self, start, i)?;
