@@ -52,6 +52,10 @@ pub struct Accounts {
     timers: TimerQueue<(Millis, u32)>,
     /// The last journey per (account, funnel), for journeys of [`LONG_JOURNEY`] touches or more.
     long: HashMap<(u32, u32), Journey, RandomState>,
+    /// The fewest touches an account had when a journey of it went into `long`. Touches are
+    /// never removed, so an account with fewer has nothing there, and most appends skip the
+    /// lookup.
+    long_floor: usize,
     /// [`LONG_JOURNEY`], lowered by tests to take the cached path as often as possible.
     pub long_journey: usize,
 }
@@ -63,6 +67,7 @@ impl Default for Accounts {
             accounts: Vec::new(),
             timers: TimerQueue::default(),
             long: HashMap::default(),
+            long_floor: usize::MAX,
             long_journey: LONG_JOURNEY,
         }
     }
@@ -117,7 +122,12 @@ impl Accounts {
             let key = (account, f as u32);
             let funnel = &cx.funnels.funnels[f];
             let stats = &mut cx.stats[f];
-            let mut last = match self.long.remove(&key) {
+            let cached = if at >= self.long_floor {
+                self.long.remove(&key)
+            } else {
+                None
+            };
+            let mut last = match cached {
                 Some(last) => last,
                 None => {
                     let start = journey::journey_start(touches, at - 1, f);
@@ -132,6 +142,7 @@ impl Accounts {
             stats.add(&last, funnel, cx.watermark, false, 1);
             deadline = deadline.min(last.deadline(funnel, cx.watermark).unwrap_or(Millis::MAX));
             if last.touch_count() >= self.long_journey {
+                self.long_floor = self.long_floor.min(at + 1);
                 self.long.insert(key, last);
             }
         }
@@ -185,11 +196,13 @@ impl Accounts {
             });
             match last {
                 Some(j) if j.touch_count() >= self.long_journey => {
+                    self.long_floor = self.long_floor.min(touches.len());
                     self.long.insert((account, f as u32), j);
                 }
-                _ => {
+                _ if touches.len() >= self.long_floor => {
                     self.long.remove(&(account, f as u32));
                 }
+                _ => {}
             }
         }
         deadline
@@ -229,7 +242,12 @@ impl Accounts {
                         next = next.min(j.deadline(funnel, to).unwrap_or(Millis::MAX));
                     }
                 };
-                if let Some(last) = self.long.get(&(account, f as u32)) {
+                let cached = if touches.len() >= self.long_floor {
+                    self.long.get(&(account, f as u32))
+                } else {
+                    None
+                };
+                if let Some(last) = cached {
                     redo(last, false);
                 } else {
                     let start = journey::journey_start(touches, touches.len() - 1, f);
