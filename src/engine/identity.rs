@@ -165,6 +165,10 @@ impl Identity {
                 self.by_contact_entries += 1;
             }
         }
+        if !joined.is_empty() {
+            // Released ids are dead in `pending_ids` too, whether or not anything expires.
+            self.compact_ids();
+        }
     }
 
     /// Sets a link unless one of that kind exists; returns whether it was new. A different
@@ -443,6 +447,46 @@ impl Identity {
             + self.slots.capacity() * size_of::<Waiting>()
             + self.pending_ids.heap_bytes()
             + self.expiry.heap_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_of_released_touches_do_not_pile_up() {
+        let mut arena = StrArena::default();
+        let mut touch_ids = EventIds::default();
+        let mut identity = Identity::new(Millis::MAX / 2);
+        let mut joined = Vec::new();
+        for i in 0..20_000 {
+            let anon = identity.anon(&mut arena, format!("cookie-{i}").as_bytes());
+            let ids = Ids {
+                anon: Some(anon),
+                ..Ids::default()
+            };
+            let id = Encoded::new(format!("event-{i}").as_bytes());
+            identity.wait(Touch::new(i, 0, 0, true), ids, &id);
+            let link = Ids {
+                account: Some(0),
+                ..ids
+            };
+            identity.link(link, &mut joined, &mut touch_ids);
+            assert_eq!(joined.len(), 1);
+            assert_eq!(touch_ids.get(joined[0].1.id), id_bytes(i));
+            joined.clear();
+        }
+        assert_eq!(identity.pending(), 0);
+        assert!(
+            identity.pending_ids.len() < 8192,
+            "{}",
+            identity.pending_ids.len()
+        );
+    }
+
+    fn id_bytes(i: i64) -> Vec<u8> {
+        format!("event-{i}").into_bytes()
     }
 }
 
