@@ -474,7 +474,7 @@ mod tests {
             };
             identity.link(link, &mut joined, &mut touch_ids);
             assert_eq!(joined.len(), 1);
-            assert_eq!(touch_ids.get(joined[0].1.id), id_bytes(i));
+            assert_eq!(touch_ids.get_string(joined[0].1.id), format!("event-{i}"));
             joined.clear();
         }
         assert_eq!(identity.pending(), 0);
@@ -483,10 +483,6 @@ mod tests {
             "{}",
             identity.pending_ids.len()
         );
-    }
-
-    fn id_bytes(i: i64) -> Vec<u8> {
-        format!("event-{i}").into_bytes()
     }
 }
 
