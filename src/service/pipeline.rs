@@ -237,11 +237,12 @@ impl Pipeline {
             outbox.after_batch(consumer, &shared.dlq)?;
             timing.add(messages, started, polled, applied);
         }
+        timing.log();
         Ok(())
     }
 }
 
-/// Where the consumer thread's time goes, logged at debug level every 10 s.
+/// Where the consumer thread's time goes, logged at debug level every 10 s and at the end.
 #[derive(Default)]
 struct Timing {
     since: Option<Instant>,
@@ -262,16 +263,20 @@ impl Timing {
         self.apply += applied - polled;
         self.settle += now - applied;
         if now - since >= Duration::from_secs(10) {
-            tracing::debug!(
-                batches = self.batches,
-                messages = self.messages,
-                poll_ms = self.poll.as_millis() as u64,
-                apply_ms = self.apply.as_millis() as u64,
-                settle_ms = self.settle.as_millis() as u64,
-                "consumer thread, last 10 s"
-            );
-            *self = Timing::default();
+            self.log();
         }
+    }
+
+    fn log(&mut self) {
+        tracing::debug!(
+            batches = self.batches,
+            messages = self.messages,
+            poll_ms = self.poll.as_millis() as u64,
+            apply_ms = self.apply.as_millis() as u64,
+            settle_ms = self.settle.as_millis() as u64,
+            "consumer thread time"
+        );
+        *self = Timing::default();
     }
 }
 
