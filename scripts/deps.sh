@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond the Rust toolchain, on a fresh Debian machine:
 #   - the Debian packages that build rdkafka with TLS and zlib (libssl-dev, pkg-config,
-#     zlib1g-dev), `promtool` and `prometheus` for the metrics and the rules (prometheus), and
-#     `kubectl kustomize` for the Kubernetes manifests (kubernetes-client);
+#     zlib1g-dev), `promtool` and `prometheus` for the metrics and the rules (prometheus),
+#     headless `chromium` for the live page's test, and `kubectl kustomize` for the Kubernetes
+#     manifests (kubernetes-client);
 #   - Tansu 0.6.0, the Kafka-API broker of the integration tests (scripts/install-tansu.sh;
 #     about 20 minutes to build the first time, then kept in ~/.cargo/bin).
 # Idempotent: what is already there is left alone, and apt runs only when a package is missing.
@@ -13,12 +14,13 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-packages=(libssl-dev pkg-config zlib1g-dev prometheus kubernetes-client)
+packages=(libssl-dev pkg-config zlib1g-dev prometheus chromium kubernetes-client)
 missing=()
 for p in "${packages[@]}"; do
   # Any promtool and prometheus on PATH will do (for instance from a release tarball).
   if [ "$p" = prometheus ] && command -v promtool >/dev/null 2>&1 \
     && command -v prometheus >/dev/null 2>&1; then continue; fi
+  if [ "$p" = chromium ] && command -v chromium >/dev/null 2>&1; then continue; fi
   # Any kubectl will do too (it carries kustomize).
   if [ "$p" = kubernetes-client ] && command -v kubectl >/dev/null 2>&1; then continue; fi
   installed "$p" || missing+=("$p")

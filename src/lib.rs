@@ -11,6 +11,7 @@
 //! - [`report`]: the human funnel table printed after a replay.
 //! - [`generate`]: seeded synthetic B2B traffic for demos, tests and benches.
 
+pub mod checkpoint;
 pub mod config;
 pub mod demo;
 pub mod engine;

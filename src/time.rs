@@ -22,6 +22,7 @@ pub const MIN_MILLIS: Millis = days_from_civil(0, 1, 1) * MS_PER_DAY;
 pub const MAX_MILLIS: Millis = days_from_civil(9999, 12, 31) * MS_PER_DAY + MS_PER_DAY - 1;
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (`m` in 1..=12, `d` in 1..=31).
+#[inline]
 const fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = if y >= 0 { y } else { y - 399 } / 400;
@@ -66,17 +67,12 @@ const fn days_in_month(y: i64, m: i64) -> i64 {
     }
 }
 
-/// `n` ASCII digits at `b[at..]` as a number, or `None` if any is not a digit.
-#[inline]
-fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
-    let mut v = 0i64;
-    for &c in b.get(at..at + n)? {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v * 10 + i64::from(c - b'0');
-    }
-    Some(v)
+/// The two ASCII digits at `b[at..at + 2]` as a number, or `None` if either is not a digit.
+#[inline(always)]
+fn two_digits(b: &[u8], at: usize) -> Option<i64> {
+    let hi = b[at].wrapping_sub(b'0');
+    let lo = b[at + 1].wrapping_sub(b'0');
+    (hi < 10 && lo < 10).then(|| i64::from(hi * 10 + lo))
 }
 
 /// Parses an RFC 3339 date-time with an offset (SPEC §1) into UTC milliseconds.
@@ -87,17 +83,15 @@ fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
 /// and the date must exist (February 30 does not). Times outside [`MIN_MILLIS`]..=
 /// [`MAX_MILLIS`] once converted to UTC are rejected too, so every accepted time can be
 /// written back by [`format_rfc3339`].
+///
+/// Every string `occurred_at` goes through here, so the fixed-position fields are read
+/// two digits at a time with no bounds checks past the length test (a test holds it equal
+/// to a plain reading of the grammar).
 pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     let b = s.as_bytes();
     if b.len() < 20 {
         return None;
     }
-    let year = digits(b, 0, 4)?;
-    let month = digits(b, 5, 2)?;
-    let day = digits(b, 8, 2)?;
-    let hour = digits(b, 11, 2)?;
-    let minute = digits(b, 14, 2)?;
-    let second = digits(b, 17, 2)?;
     if b[4] != b'-'
         || b[7] != b'-'
         || !matches!(b[10], b'T' | b't')
@@ -106,8 +100,16 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     {
         return None;
     }
+    let year = two_digits(b, 0)? * 100 + two_digits(b, 2)?;
+    let month = two_digits(b, 5)?;
+    let day = two_digits(b, 8)?;
+    let hour = two_digits(b, 11)?;
+    let minute = two_digits(b, 14)?;
+    let second = two_digits(b, 17)?;
+    // Days 1 to 28 exist in every month; only later ones need the calendar.
     if !(1..=12).contains(&month)
-        || !(1..=days_in_month(year, month)).contains(&day)
+        || day < 1
+        || (day > 28 && day > days_in_month(year, month))
         || hour > 23
         || minute > 59
         || second > 59
@@ -137,8 +139,8 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
     let offset = match b.get(i)? {
         b'Z' | b'z' if i + 1 == b.len() => 0,
         sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
-            let oh = digits(b, i + 1, 2)?;
-            let om = digits(b, i + 4, 2)?;
+            let oh = two_digits(b, i + 1)?;
+            let om = two_digits(b, i + 4)?;
             if oh > 23 || om > 59 {
                 return None;
             }
@@ -301,6 +303,125 @@ pub fn format_duration(ms: Millis) -> String {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// `n` ASCII digits at `b[at..]` as a number, or `None` if any is not a digit.
+    fn digits(b: &[u8], at: usize, n: usize) -> Option<i64> {
+        let mut v = 0i64;
+        for &c in b.get(at..at + n)? {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            v = v * 10 + i64::from(c - b'0');
+        }
+        Some(v)
+    }
+
+    /// The straightforward reading of the grammar [`parse_rfc3339`] must agree with.
+    ///
+    /// Accepted: `YYYY-MM-DD`, `T` or `t`, `HH:MM:SS`, optionally `.` and one or more digits
+    /// (truncated, not rounded, to milliseconds), then `Z`, `z` or `±HH:MM`. Nothing else: no
+    /// missing offset, no space separator, no leap second `:60`, no surrounding whitespace,
+    /// and the date must exist (February 30 does not). Times outside [`MIN_MILLIS`]..=
+    /// [`MAX_MILLIS`] once converted to UTC are rejected too, so every accepted time can be
+    /// written back by [`format_rfc3339`].
+    fn reference_parse(s: &str) -> Option<Millis> {
+        let b = s.as_bytes();
+        if b.len() < 20 {
+            return None;
+        }
+        let year = digits(b, 0, 4)?;
+        let month = digits(b, 5, 2)?;
+        let day = digits(b, 8, 2)?;
+        let hour = digits(b, 11, 2)?;
+        let minute = digits(b, 14, 2)?;
+        let second = digits(b, 17, 2)?;
+        if b[4] != b'-'
+            || b[7] != b'-'
+            || !matches!(b[10], b'T' | b't')
+            || b[13] != b':'
+            || b[16] != b':'
+        {
+            return None;
+        }
+        if !(1..=12).contains(&month)
+            || !(1..=days_in_month(year, month)).contains(&day)
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return None;
+        }
+
+        let mut i = 19;
+        let mut millis = 0;
+        if b[i] == b'.' {
+            i += 1;
+            let start = i;
+            while i < b.len() && b[i].is_ascii_digit() {
+                if i - start < 3 {
+                    millis = millis * 10 + i64::from(b[i] - b'0');
+                }
+                i += 1;
+            }
+            match i - start {
+                0 => return None,
+                1 => millis *= 100,
+                2 => millis *= 10,
+                _ => {}
+            }
+        }
+
+        let offset = match b.get(i)? {
+            b'Z' | b'z' if i + 1 == b.len() => 0,
+            sign @ (b'+' | b'-') if i + 6 == b.len() && b[i + 3] == b':' => {
+                let oh = digits(b, i + 1, 2)?;
+                let om = digits(b, i + 4, 2)?;
+                if oh > 23 || om > 59 {
+                    return None;
+                }
+                let offset = oh * MS_PER_HOUR + om * MS_PER_MINUTE;
+                if *sign == b'-' { -offset } else { offset }
+            }
+            _ => return None,
+        };
+
+        let local = days_from_civil(year, month, day) * MS_PER_DAY
+            + hour * MS_PER_HOUR
+            + minute * MS_PER_MINUTE
+            + second * MS_PER_SECOND
+            + millis;
+        let utc = local - offset;
+        (MIN_MILLIS..=MAX_MILLIS).contains(&utc).then_some(utc)
+    }
+
+    /// Valid times, and valid times with one byte replaced, cut or added.
+    fn near_rfc3339() -> impl Strategy<Value = String> {
+        let valid = "[0-9]{4}-(0[0-9]|1[0-3])-[0-3][0-9][Tt]([01][0-9]|2[0-5]):[0-6][0-9]:[0-6][0-9](\\.[0-9]{0,5})?([Zz]|[+-]([01][0-9]|2[0-5]):[0-6][0-9])";
+        (
+            valid,
+            any::<prop::sample::Index>(),
+            "[-+0-9:.TZtz \\x00a\\u{e9}]",
+            0..4u8,
+        )
+            .prop_map(|(s, at, c, how)| {
+                let mut s: Vec<char> = s.chars().collect();
+                let i = at.index(s.len() + 1);
+                match how {
+                    0 => {}
+                    1 if i < s.len() => s[i] = c.chars().next().unwrap(),
+                    2 => s.truncate(i),
+                    _ => s.insert(i, c.chars().next().unwrap()),
+                }
+                s.into_iter().collect()
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn fast_parse_agrees_with_the_plain_reading(s in near_rfc3339()) {
+            prop_assert_eq!(parse_rfc3339(&s), reference_parse(&s), "{:?}", s);
+        }
+    }
 
     #[test]
     fn range_constants_are_years_0000_and_9999() {

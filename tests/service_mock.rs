@@ -11,31 +11,12 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
 use spiral::service::Service;
 
 const TOPIC: &str = "touchpoints";
 const DLQ: &str = "dead-letters";
-
-fn produce(brokers: &str, topic: &str, partitions: i32, lines: &[Vec<u8>]) {
-    let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer");
-    for (i, line) in lines.iter().enumerate() {
-        let mut record = BaseRecord::<(), [u8]>::to(topic)
-            .payload(&line[..])
-            .partition(i as i32 % partitions);
-        while let Err((_, back)) = producer.send(record) {
-            producer.poll(Duration::from_millis(10));
-            record = back;
-        }
-    }
-    producer.flush(Duration::from_secs(30)).expect("flush");
-}
 
 /// Every message of a topic: (partition, offset, payload, headers).
 type Read = (i32, i64, Vec<u8>, HashMap<String, String>);
@@ -94,21 +75,16 @@ fn start(config: &spiral::config::Config) -> (tokio::runtime::Runtime, Service) 
 
 #[test]
 fn live_summary_equals_replay_and_dead_letters_hold_every_reject() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, 3, 1).expect("topic");
-    cluster.create_topic(DLQ, 1, 1).expect("dlq");
-    let lines = live::traffic(11, 800, 8_000);
-    produce(&brokers, TOPIC, 3, &lines);
+    let mock = live::Mock::new(3, 11, 800, 8_000, "mock-e2e");
+    let (brokers, lines, config) = (&mock.brokers, &mock.lines, &mock.config);
 
-    let config = live::config(&live::config_toml(&brokers, &[TOPIC], DLQ, "mock-e2e"));
-    let (runtime, service) = start(&config);
+    let (runtime, service) = mock.start();
     let live_summary =
         live::settled_summary(service.addr, lines.len() as u64, Duration::from_secs(60));
     let (_, scrape) = live::http_get(service.addr, "/metrics");
     runtime.block_on(service.stop()).expect("clean stop");
 
-    let (replayed, rejects) = live::replay(&config, &lines, live_summary.watermark.as_deref());
+    let (replayed, rejects) = live::replay(config, lines, live_summary.watermark.as_deref());
     assert!(
         live_summary.events.rejected.malformed > 0,
         "traffic has broken lines"
@@ -121,11 +97,11 @@ fn live_summary_equals_replay_and_dead_letters_hold_every_reject() {
 
     // The dead-letter topic holds exactly the rejected messages, unchanged, with their reason
     // and their source in headers.
-    let sources: HashMap<(i32, i64), Vec<u8>> = read_all(&brokers, TOPIC, lines.len())
+    let sources: HashMap<(i32, i64), Vec<u8>> = read_all(brokers, TOPIC, lines.len())
         .into_iter()
         .map(|(p, o, payload, _)| ((p, o), payload))
         .collect();
-    let letters = read_all(&brokers, DLQ, rejects.len());
+    let letters = read_all(brokers, DLQ, rejects.len());
     let mut got: Vec<(Vec<u8>, String)> = letters
         .iter()
         .map(|(_, _, payload, h)| {
@@ -150,18 +126,13 @@ fn live_summary_equals_replay_and_dead_letters_hold_every_reject() {
 
 #[test]
 fn dead_letter_failures_hold_the_consumer_back_and_lose_nothing() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, 2, 1).expect("topic");
-    cluster.create_topic(DLQ, 1, 1).expect("dlq");
-    let lines = live::traffic(12, 300, 3_000);
-    produce(&brokers, TOPIC, 2, &lines);
+    let mock = live::Mock::new(2, 12, 300, 3_000, "mock-dlq");
+    let (brokers, lines) = (&mock.brokers, &mock.lines);
     // The next produce requests (the dead-letter producer's) fail without librdkafka retrying.
     let errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE; 4];
-    cluster.request_errors(RDKafkaApiKey::Produce, &errors);
+    mock.cluster.request_errors(RDKafkaApiKey::Produce, &errors);
 
-    let config = live::config(&live::config_toml(&brokers, &[TOPIC], DLQ, "mock-dlq"));
-    let (runtime, service) = start(&config);
+    let (runtime, service) = mock.start();
     let summary = live::settled_summary(service.addr, lines.len() as u64, Duration::from_secs(60));
     let rejected = summary.events.rejected.total() as usize;
     // Delivery is retried with backoff until the broker takes the letters.
@@ -183,7 +154,7 @@ fn dead_letter_failures_hold_the_consumer_back_and_lose_nothing() {
         values["spiral_dlq_retries_total"] >= 1.0,
         "the failures were retried"
     );
-    let letters = read_all(&brokers, DLQ, rejected);
+    let letters = read_all(brokers, DLQ, rejected);
     assert_eq!(
         letters.len(),
         rejected,
@@ -199,7 +170,7 @@ fn a_rebalance_moves_partitions_without_reading_anything_twice() {
     cluster.create_topic(DLQ, 1, 1).expect("dlq");
     let lines = live::traffic(13, 400, 4_000);
     let (first, second) = lines.split_at(2_000);
-    produce(&brokers, TOPIC, 4, first);
+    live::produce(&brokers, TOPIC, 4, first);
 
     let config = live::config(&live::config_toml(
         &brokers,
@@ -219,7 +190,7 @@ fn a_rebalance_moves_partitions_without_reading_anything_twice() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    produce(&brokers, TOPIC, 4, second);
+    live::produce(&brokers, TOPIC, 4, second);
     let total = lines.len() as u64;
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     loop {
@@ -250,12 +221,8 @@ fn a_rebalance_moves_partitions_without_reading_anything_twice() {
 
 #[test]
 fn broker_errors_on_fetch_lose_and_repeat_nothing() {
-    let cluster = MockCluster::new(1).expect("mock cluster");
-    let brokers = cluster.bootstrap_servers();
-    cluster.create_topic(TOPIC, 2, 1).expect("topic");
-    cluster.create_topic(DLQ, 1, 1).expect("dlq");
-    let lines = live::traffic(14, 300, 3_000);
-    produce(&brokers, TOPIC, 2, &lines);
+    let mock = live::Mock::new(2, 14, 300, 3_000, "mock-fetch");
+    let (lines, config) = (&mock.lines, &mock.config);
     // Fetches fail for a while: leadership moves, the broker is unavailable, requests time out.
     let errors = [
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
@@ -264,12 +231,11 @@ fn broker_errors_on_fetch_lose_and_repeat_nothing() {
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION,
         RDKafkaRespErr::RD_KAFKA_RESP_ERR_BROKER_NOT_AVAILABLE,
     ];
-    cluster.request_errors(RDKafkaApiKey::Fetch, &errors);
+    mock.cluster.request_errors(RDKafkaApiKey::Fetch, &errors);
 
-    let config = live::config(&live::config_toml(&brokers, &[TOPIC], DLQ, "mock-fetch"));
-    let (runtime, service) = start(&config);
+    let (runtime, service) = mock.start();
     let summary = live::settled_summary(service.addr, lines.len() as u64, Duration::from_secs(60));
     runtime.block_on(service.stop()).expect("clean stop");
-    let (replayed, _) = live::replay(&config, &lines, summary.watermark.as_deref());
+    let (replayed, _) = live::replay(config, lines, summary.watermark.as_deref());
     assert_eq!(live::order_free(summary), live::order_free(replayed));
 }

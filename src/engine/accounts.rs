@@ -18,6 +18,7 @@ use std::cmp::Ordering;
 use foldhash::fast::RandomState;
 use hashbrown::HashMap;
 
+use super::event_ids::EventIds;
 use super::store::{Interner, StrArena};
 use super::timers::TimerQueue;
 use crate::funnel::journey::{self, Journey};
@@ -38,7 +39,8 @@ struct Account {
 /// What the account bookkeeping needs from the rest of the engine.
 pub struct Context<'a> {
     pub funnels: &'a Funnels,
-    pub arena: &'a StrArena,
+    /// Event ids of the touches in accounts, for the tie-break of SPEC §3.
+    pub touch_ids: &'a EventIds,
     pub stats: &'a mut [FunnelStats],
     pub watermark: Millis,
 }
@@ -50,6 +52,10 @@ pub struct Accounts {
     timers: TimerQueue<(Millis, u32)>,
     /// The last journey per (account, funnel), for journeys of [`LONG_JOURNEY`] touches or more.
     long: HashMap<(u32, u32), Journey, RandomState>,
+    /// The fewest touches an account had when a journey of it went into `long`. Touches are
+    /// never removed, so an account with fewer has nothing there, and most appends skip the
+    /// lookup.
+    long_floor: usize,
     /// [`LONG_JOURNEY`], lowered by tests to take the cached path as often as possible.
     pub long_journey: usize,
 }
@@ -61,6 +67,7 @@ impl Default for Accounts {
             accounts: Vec::new(),
             timers: TimerQueue::default(),
             long: HashMap::default(),
+            long_floor: usize::MAX,
             long_journey: LONG_JOURNEY,
         }
     }
@@ -95,7 +102,7 @@ impl Accounts {
     /// Adds a touch to an account's journeys, keeping the counters exact.
     pub fn insert(&mut self, account: u32, touch: Touch, cx: &mut Context<'_>) {
         let touches = &self.accounts[account as usize].touches;
-        let at = insert_position(touches, touch, cx.arena);
+        let at = insert_position(touches, touch, cx.touch_ids);
         let deadline = if at > 0 && at == touches.len() {
             self.append(account, touch, cx)
         } else {
@@ -115,7 +122,12 @@ impl Accounts {
             let key = (account, f as u32);
             let funnel = &cx.funnels.funnels[f];
             let stats = &mut cx.stats[f];
-            let mut last = match self.long.remove(&key) {
+            let cached = if at >= self.long_floor {
+                self.long.remove(&key)
+            } else {
+                None
+            };
+            let mut last = match cached {
                 Some(last) => last,
                 None => {
                     let start = journey::journey_start(touches, at - 1, f);
@@ -130,6 +142,7 @@ impl Accounts {
             stats.add(&last, funnel, cx.watermark, false, 1);
             deadline = deadline.min(last.deadline(funnel, cx.watermark).unwrap_or(Millis::MAX));
             if last.touch_count() >= self.long_journey {
+                self.long_floor = self.long_floor.min(at + 1);
                 self.long.insert(key, last);
             }
         }
@@ -183,11 +196,13 @@ impl Accounts {
             });
             match last {
                 Some(j) if j.touch_count() >= self.long_journey => {
+                    self.long_floor = self.long_floor.min(touches.len());
                     self.long.insert((account, f as u32), j);
                 }
-                _ => {
+                _ if touches.len() >= self.long_floor => {
                     self.long.remove(&(account, f as u32));
                 }
+                _ => {}
             }
         }
         deadline
@@ -227,7 +242,12 @@ impl Accounts {
                         next = next.min(j.deadline(funnel, to).unwrap_or(Millis::MAX));
                     }
                 };
-                if let Some(last) = self.long.get(&(account, f as u32)) {
+                let cached = if touches.len() >= self.long_floor {
+                    self.long.get(&(account, f as u32))
+                } else {
+                    None
+                };
+                if let Some(last) = cached {
                     redo(last, false);
                 } else {
                     let start = journey::journey_start(touches, touches.len() - 1, f);
@@ -299,19 +319,19 @@ fn grow(touches: &mut Vec<Touch>) {
 }
 
 /// Touches are ordered by (`occurred_at`, `event_id` as bytes), SPEC §3.
-pub fn touch_order(a: &Touch, b: &Touch, arena: &StrArena) -> Ordering {
+pub fn touch_order(a: &Touch, b: &Touch, ids: &EventIds) -> Ordering {
     { a.time }
         .cmp(&{ b.time })
-        .then_with(|| arena.get(a.id).cmp(arena.get(b.id)))
+        .then_with(|| ids.cmp(a.id, b.id))
 }
 
 /// Where `touch` goes in the sorted `touches`: after every touch that does not sort after it,
 /// so the rare exact tie (an id accepted again after dedup forgot it, at the same time) keeps
 /// arrival order. Appending, the common case, is checked first.
-fn insert_position(touches: &[Touch], touch: Touch, arena: &StrArena) -> usize {
+fn insert_position(touches: &[Touch], touch: Touch, ids: &EventIds) -> usize {
     match touches.last() {
         None => 0,
-        Some(last) if touch_order(last, &touch, arena) != Ordering::Greater => touches.len(),
-        Some(_) => touches.partition_point(|t| touch_order(t, &touch, arena) != Ordering::Greater),
+        Some(last) if touch_order(last, &touch, ids) != Ordering::Greater => touches.len(),
+        Some(_) => touches.partition_point(|t| touch_order(t, &touch, ids) != Ordering::Greater),
     }
 }

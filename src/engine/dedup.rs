@@ -5,13 +5,20 @@
 //! the `occurred_at` of the copy that was accepted: it is forgotten once the watermark is more
 //! than `dedup_window` past that time. The check is exact whatever the purge schedule, because
 //! an expired slot found by a lookup is treated as absent; purging only returns memory.
+//!
+//! The table keeps its own copy of each id (packed, [`super::event_ids`]) and compares full
+//! bytes on every hash match, so a hash collision can never make an event a duplicate. Once
+//! forgotten ids make up a third of that store, purging copies the remembered ones into a
+//! fresh one, so forgotten ids really are let go (issue #2: memory follows the window, not the
+//! whole history) while each id is copied a few times in its life, not at every purge.
 
 use std::hash::BuildHasher;
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
-use super::store::{StrArena, StrRef};
+use super::event_ids::{Encoded, EventIds};
+use super::store::StrRef;
 use crate::time::Millis;
 
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +48,9 @@ pub struct Dedup {
     window: Millis,
     hasher: RandomState,
     table: HashTable<Slot>,
+    ids: EventIds,
+    /// Bytes of `ids` that slots still point to; the rest is forgotten ids.
+    live_bytes: usize,
     purged_at: Millis,
 }
 
@@ -50,6 +60,8 @@ impl Dedup {
             window,
             hasher: RandomState::default(),
             table: HashTable::new(),
+            ids: EventIds::default(),
+            live_bytes: 0,
             purged_at: Millis::MIN,
         }
     }
@@ -59,34 +71,32 @@ impl Dedup {
         watermark > slot.time().saturating_add(self.window)
     }
 
-    /// Remembers `id` as accepted at `time` and returns where its bytes are stored, or `None`
-    /// when it is a duplicate of a remembered id. `watermark` is the one in force when the
-    /// event is read.
-    pub fn accept(
-        &mut self,
-        arena: &mut StrArena,
-        id: &[u8],
-        time: Millis,
-        watermark: Millis,
-    ) -> Option<StrRef> {
-        let hash = self.hasher.hash_one(id);
+    /// Remembers `id` as accepted at `time` and returns `true`, or returns `false` when it is
+    /// a duplicate of a remembered id. `watermark` is the one in force when the event is read.
+    pub fn accept(&mut self, id: &Encoded, time: Millis, watermark: Millis) -> bool {
+        let key = id.as_bytes();
+        let hash = self.hasher.hash_one(key);
         let window = self.window;
-        let found = self.table.find_mut(hash, |slot| arena.get(slot.id) == id);
-        if let Some(slot) = found {
+        let ids = &self.ids;
+        if let Some(slot) = self
+            .table
+            .find_mut(hash, |slot| ids.encoded(slot.id) == key)
+        {
             if watermark > slot.time().saturating_add(window) {
                 // Forgotten: this copy is a new event, remembered from its own time on.
                 *slot = Slot::new(slot.id, time);
-                return Some(slot.id);
+                return true;
             }
-            return None;
+            return false;
         }
-        let at = arena.push(id);
+        let at = self.ids.push(id);
+        self.live_bytes += key.len();
         let hasher = &self.hasher;
-        let arena = &*arena;
+        let ids = &self.ids;
         self.table.insert_unique(hash, Slot::new(at, time), |slot| {
-            hasher.hash_one(arena.get(slot.id))
+            hasher.hash_one(ids.encoded(slot.id))
         });
-        Some(at)
+        true
     }
 
     /// Drops forgotten ids once the watermark has moved an eighth of the window (at least a
@@ -98,8 +108,28 @@ impl Dedup {
         }
         self.purged_at = watermark;
         let window = self.window;
-        self.table
-            .retain(|slot| watermark <= slot.time().saturating_add(window));
+        let ids = &self.ids;
+        let live_bytes = &mut self.live_bytes;
+        self.table.retain(|slot| {
+            let keep = watermark <= slot.time().saturating_add(window);
+            if !keep {
+                *live_bytes -= ids.encoded(slot.id).len();
+            }
+            keep
+        });
+        if self.ids.len() > self.live_bytes + self.live_bytes / 2 + 4096 {
+            self.compact();
+        }
+    }
+
+    /// Moves the remembered ids to a store of their own size and frees the old one with the
+    /// forgotten ids in it. Slots keep their place: the bytes they hash are the same.
+    fn compact(&mut self) {
+        let mut kept = EventIds::with_capacity(self.live_bytes + self.live_bytes / 8);
+        for slot in self.table.iter_mut() {
+            slot.id = kept.copy_from(&self.ids, slot.id);
+        }
+        self.ids = kept;
     }
 
     /// Ids currently remembered (including forgotten ones not yet purged).
@@ -108,15 +138,16 @@ impl Dedup {
     }
 
     #[cfg(test)]
-    fn is_remembered(&self, arena: &StrArena, id: &[u8], watermark: Millis) -> bool {
-        let hash = self.hasher.hash_one(id);
+    fn is_remembered(&self, id: &[u8], watermark: Millis) -> bool {
+        let key = Encoded::new(id);
+        let hash = self.hasher.hash_one(key.as_bytes());
         self.table
-            .find(hash, |slot| arena.get(slot.id) == id)
+            .find(hash, |slot| self.ids.encoded(slot.id) == key.as_bytes())
             .is_some_and(|&slot| !self.expired(slot, watermark))
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (size_of::<Slot>() + 1)
+        self.table.capacity() * (size_of::<Slot>() + 1) + self.ids.heap_bytes()
     }
 }
 
@@ -126,45 +157,52 @@ mod tests {
 
     const DAY: Millis = 86_400_000;
 
+    fn id(s: &str) -> Encoded {
+        Encoded::new(s.as_bytes())
+    }
+
     #[test]
     fn second_copy_is_a_duplicate_within_the_window() {
-        let mut arena = StrArena::default();
         let mut dedup = Dedup::new(30 * DAY);
-        assert!(dedup.accept(&mut arena, b"e1", 0, Millis::MIN).is_some());
-        assert!(dedup.accept(&mut arena, b"e1", 5 * DAY, 0).is_none());
-        assert!(dedup.accept(&mut arena, b"e2", 0, 0).is_some());
+        assert!(dedup.accept(&id("e1"), 0, Millis::MIN));
+        assert!(!dedup.accept(&id("e1"), 5 * DAY, 0));
+        assert!(dedup.accept(&id("e2"), 0, 0));
     }
 
     #[test]
     fn id_is_remembered_exactly_for_the_window() {
-        let mut arena = StrArena::default();
         let mut dedup = Dedup::new(30 * DAY);
-        let first = dedup.accept(&mut arena, b"e1", DAY, Millis::MIN).unwrap();
+        assert!(dedup.accept(&id("e1"), DAY, Millis::MIN));
         // At exactly window past the first copy it is still remembered…
-        assert!(dedup.accept(&mut arena, b"e1", DAY, 31 * DAY).is_none());
+        assert!(!dedup.accept(&id("e1"), DAY, 31 * DAY));
         // …one millisecond later it is forgotten, and the new copy is remembered from its time.
-        let again = dedup
-            .accept(&mut arena, b"e1", 40 * DAY, 31 * DAY + 1)
-            .unwrap();
-        assert_eq!(first, again, "the stored bytes are reused");
-        assert!(dedup.is_remembered(&arena, b"e1", 70 * DAY));
-        assert!(!dedup.is_remembered(&arena, b"e1", 70 * DAY + 1));
+        assert!(dedup.accept(&id("e1"), 40 * DAY, 31 * DAY + 1));
+        assert!(dedup.is_remembered(b"e1", 70 * DAY));
+        assert!(!dedup.is_remembered(b"e1", 70 * DAY + 1));
     }
 
     #[test]
     fn purge_keeps_remembered_ids_and_drops_forgotten_ones() {
-        let mut arena = StrArena::default();
         let mut dedup = Dedup::new(DAY);
         for i in 0..100 {
-            dedup.accept(
-                &mut arena,
-                format!("e{i}").as_bytes(),
-                i * DAY / 10,
-                Millis::MIN,
-            );
+            dedup.accept(&id(&format!("e{i}")), i * DAY / 10, Millis::MIN);
         }
+        let before = dedup.ids.len();
         dedup.purge(5 * DAY);
+        dedup.compact();
         assert!(dedup.len() < 100);
-        assert!(dedup.accept(&mut arena, b"e99", 0, 5 * DAY).is_none());
+        assert!(
+            dedup.ids.len() < before,
+            "forgotten ids are let go on compaction"
+        );
+        assert!(!dedup.accept(&id("e99"), 0, 5 * DAY));
+        assert!(
+            dedup.accept(&id("e1"), 5 * DAY, 5 * DAY),
+            "e1 was forgotten"
+        );
+        assert!(
+            !dedup.accept(&id("e1"), 5 * DAY, 5 * DAY),
+            "and is remembered again"
+        );
     }
 }

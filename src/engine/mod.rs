@@ -8,6 +8,7 @@
 pub(crate) mod accounts;
 mod dedup;
 pub mod dims;
+mod event_ids;
 mod identity;
 pub mod store;
 mod timers;
@@ -25,6 +26,7 @@ use crate::time::Millis;
 use accounts::{Accounts, Context};
 use dedup::Dedup;
 use dims::Dimensions;
+use event_ids::{Encoded, EventIds};
 use identity::{Identity, Ids};
 use store::StrArena;
 
@@ -55,7 +57,10 @@ pub struct Counters {
 pub struct Engine {
     funnels: Funnels,
     allowed_lateness: Millis,
+    /// Account, contact and anonymous ids.
     arena: StrArena,
+    /// Event ids of the touches in accounts (dedup and waiting touches keep their own).
+    touch_ids: EventIds,
     dedup: Dedup,
     identity: Identity,
     accounts: Accounts,
@@ -74,6 +79,8 @@ pub struct Engine {
     /// Whether [`Engine::apply`] moves the watermark itself (replay: one stream) or the caller
     /// does (the live service: the slowest active partition decides, SPEC §4).
     external_watermark: bool,
+    /// Scratch for the event id being applied, in stored form.
+    id: Encoded,
 }
 
 impl Engine {
@@ -90,6 +97,7 @@ impl Engine {
             funnels,
             allowed_lateness: config.pipeline.allowed_lateness,
             arena: StrArena::default(),
+            touch_ids: EventIds::default(),
             dedup: Dedup::new(config.pipeline.dedup_window),
             identity: Identity::new(config.identity.pending_ttl),
             accounts: Accounts::default(),
@@ -101,6 +109,7 @@ impl Engine {
             joined: Vec::new(),
             stats_before: Vec::new(),
             external_watermark: false,
+            id: Encoded::default(),
         })
     }
 
@@ -124,21 +133,17 @@ impl Engine {
     pub fn apply(&mut self, event: &Event<'_>) -> Applied {
         self.counters.received += 1;
         let time = event.occurred_at;
-        let Some(id) = self.dedup.accept(
-            &mut self.arena,
-            event.event_id.as_bytes(),
-            time,
-            self.watermark,
-        ) else {
+        self.id.set(event.event_id.as_bytes());
+        if !self.dedup.accept(&self.id, time, self.watermark) {
             self.counters.duplicates += 1;
             return Applied::Duplicate;
-        };
+        }
         self.counters.accepted += 1;
         let late = event.event_type == EventType::Touch && time < self.watermark;
 
         let ids = self.intern_ids(event);
         let mut joined = std::mem::take(&mut self.joined);
-        self.identity.link(ids, &mut joined);
+        self.identity.link(ids, &mut joined, &mut self.touch_ids);
         for (account, touch) in joined.drain(..) {
             self.insert_touch(account, touch);
         }
@@ -155,17 +160,21 @@ impl Engine {
                 let channel = event.channel.unwrap_or(crate::event::Channel::Offline);
                 let dims = self.dims.touch(event, channel);
                 let online = channel == crate::event::Channel::Online;
-                let touch = Touch::new(time, id, kind, online, dims);
+                let mut touch = Touch::new(time, 0, kind, online, dims);
                 match self.identity.resolve(ids) {
                     Some(account) if late => {
+                        touch.id = self.touch_ids.push(&self.id);
                         self.stats_before.clone_from(&self.stats);
                         self.insert_touch(account, touch);
                         if self.stats_before != self.stats {
                             self.counters.late_corrections += 1;
                         }
                     }
-                    Some(account) => self.insert_touch(account, touch),
-                    None => self.identity.wait(touch, ids),
+                    Some(account) => {
+                        touch.id = self.touch_ids.push(&self.id);
+                        self.insert_touch(account, touch);
+                    }
+                    None => self.identity.wait(touch, ids, &self.id),
                 }
             }
         }
@@ -202,7 +211,7 @@ impl Engine {
     fn insert_touch(&mut self, account: u32, touch: Touch) {
         let mut cx = Context {
             funnels: &self.funnels,
-            arena: &self.arena,
+            touch_ids: &self.touch_ids,
             stats: &mut self.stats,
             watermark: self.watermark,
         };
@@ -219,7 +228,7 @@ impl Engine {
         self.watermark = to;
         let mut cx = Context {
             funnels: &self.funnels,
-            arena: &self.arena,
+            touch_ids: &self.touch_ids,
             stats: &mut self.stats,
             watermark: to,
         };
@@ -321,7 +330,7 @@ impl Engine {
             anonymous_ids: self.identity.anon_count(),
             dedup_ids: self.dedup.len(),
             bytes: StateBytes {
-                strings: self.arena.heap_bytes(),
+                strings: self.arena.heap_bytes() + self.touch_ids.heap_bytes(),
                 accounts: self.accounts.heap_bytes(),
                 identity: self.identity.heap_bytes(),
                 dedup: self.dedup.heap_bytes(),
@@ -345,7 +354,7 @@ pub struct StateSizes {
 /// Approximate heap bytes of the engine's tables (capacities, not lengths).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StateBytes {
-    /// Event ids and account, contact and anonymous ids, back to back.
+    /// Account, contact and anonymous ids, and the event ids of touches in accounts.
     pub strings: usize,
     /// The account index, touch records and timers.
     pub accounts: usize,

@@ -65,7 +65,7 @@ impl Engine {
         for f in 0..self.funnels.len() {
             let funnel = &self.funnels.funnels[f];
             let mut journeys = Vec::new();
-            let (arena, all) = (&self.arena, &self.funnels);
+            let (ids, all) = (&self.touch_ids, &self.funnels);
             self.accounts
                 .journeys_of(account, f, all, |touches, j, has_later| {
                     let touch_view = |i: usize| {
@@ -76,7 +76,7 @@ impl Engine {
                             s => Some(funnel.stages[s as usize].clone()),
                         };
                         TouchView {
-                            event_id: arena.get_str(t.id).to_string(),
+                            event_id: ids.get_string(t.id),
                             occurred_at: format_rfc3339(t.time),
                             channel: channel(t.online()),
                             touchpoint: all.touchpoint_name(t.kind).map(str::to_string),
@@ -91,7 +91,7 @@ impl Engine {
                             StageView {
                                 name: funnel.stages[s].clone(),
                                 entered_at: format_rfc3339(j.entered[s]),
-                                entered_by: arena.get_str(entering.id).to_string(),
+                                entered_by: ids.get_string(entering.id),
                                 channel: channel(entering.online()),
                                 turns_before: j.turns_before[s],
                                 outcome: outcome.map(|o| match o {

@@ -76,6 +76,7 @@ impl Journey {
     }
 
     /// Adds the next touch (in order) with its stage code in this funnel.
+    #[inline]
     pub(crate) fn push(&mut self, index: usize, touch: Touch, code: u8, funnel: &Funnel) {
         if index > self.first && touch.online() != self.last_online {
             self.turns += 1;
@@ -172,6 +173,7 @@ impl Journey {
 ///
 /// With `mark`, records which touches start a journey in their flags, so that a later change
 /// can find the start of the journey it affects without walking from the first touch.
+#[inline]
 pub fn walk(
     touches: &mut [Touch],
     from: usize,

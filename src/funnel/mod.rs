@@ -33,7 +33,7 @@ pub const MARKED_FUNNELS: usize = 15;
 #[repr(C, packed(4))]
 pub struct Touch {
     pub time: Millis,
-    /// The event id in the engine's string arena (ties in `time` are ordered by it).
+    /// The event id in the engine's touch id store (ties in `time` are ordered by it).
     pub id: StrRef,
     /// Index into the [`Funnels`] kind table: touchpoint kind × explicit stage.
     pub kind: u16,

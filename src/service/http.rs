@@ -1,4 +1,4 @@
-//! The HTTP surface: `/metrics`, `/api/v1/summary`, `/api/v1/accounts/{account_id}`,
+//! The HTTP surface: the live funnel page at `/`, `/metrics`, `/api/v1/summary`, `/api/v1/accounts/{account_id}`,
 //! `/healthz` and `/readyz`.
 //!
 //! Handlers take the engine lock for as long as one read takes; the consumer thread holds it
@@ -29,6 +29,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
         process: Arc::new(metrics::process_registry()),
     };
     Router::new()
+        .route("/", get(page))
         .route("/metrics", get(scrape))
         .route("/api/v1/summary", get(summary))
         .route("/api/v1/accounts/{account_id}", get(account))
@@ -42,6 +43,20 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
     tokio::task::spawn_blocking(f)
         .await
         .expect("a metrics or summary read panicked")
+}
+
+/// The live funnel page: plain HTML, CSS and a little JavaScript that polls the summary.
+const PAGE: &str = include_str!("page.html");
+
+async fn page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        PAGE,
+    )
+        .into_response()
 }
 
 async fn scrape(State(app): State<App>) -> Response {

@@ -60,16 +60,17 @@ fn business(shared: &Shared) -> Vec<MetricFamily> {
         "Messages read, by result.",
         MetricType::COUNTER,
     );
-    f.counter(&[("result", "accepted")], e.accepted as f64);
-    f.counter(&[("result", "duplicate")], e.duplicates as f64);
-    f.counter(&[("result", "rejected")], e.rejected.total() as f64);
+    counter(f, &[("result", "accepted")], e.accepted as f64);
+    counter(f, &[("result", "duplicate")], e.duplicates as f64);
+    counter(f, &[("result", "rejected")], e.rejected.total() as f64);
     let f = m.family(
         "spiral_events_rejected_total",
         "Rejected messages, by reason (SPEC §1).",
         MetricType::COUNTER,
     );
     for reason in RejectReason::ALL {
-        f.counter(
+        counter(
+            f,
             &[("reason", reason.as_str())],
             e.rejected.get(reason) as f64,
         );
@@ -119,7 +120,8 @@ fn business(shared: &Shared) -> Vec<MetricFamily> {
         MetricType::COUNTER,
     );
     for (channel, campaign, total) in dims.costs() {
-        f.counter(
+        counter(
+            f,
             &[("channel", channel.as_str()), ("campaign", campaign)],
             total,
         );
@@ -133,7 +135,8 @@ fn business(shared: &Shared) -> Vec<MetricFamily> {
     for p in shared.partitions().status(now) {
         if let Some(lag) = p.lag {
             let partition = p.partition.to_string();
-            f.gauge(
+            gauge(
+                f,
                 &[("topic", &p.topic), ("partition", &partition)],
                 lag as f64,
             );
@@ -176,8 +179,8 @@ fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[FunnelStats], dim
                     ("stage", stage.name.as_str()),
                 ];
                 match i {
-                    0 if s < last => f.counter(&labels, stage.converted as f64),
-                    1 if s < last => f.counter(&labels, stage.dropped as f64),
+                    0 if s < last => counter(f, &labels, stage.converted as f64),
+                    1 if s < last => counter(f, &labels, stage.dropped as f64),
                     _ => {}
                 }
             }
@@ -191,7 +194,8 @@ fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[FunnelStats], dim
     for funnel in &summary.funnels {
         let last = funnel.stages.len() - 1;
         for stage in &funnel.stages[..last] {
-            f.gauge(
+            gauge(
+                f,
                 &[("funnel", &funnel.name), ("stage", &stage.name)],
                 stage.open as f64,
             );
@@ -214,7 +218,8 @@ fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[FunnelStats], dim
                         cumulative += n;
                         (bound as f64 / 1000.0, cumulative)
                     });
-            f.histogram(
+            histogram(
+                f,
                 &[("funnel", &funnel.name), ("stage", &stage.name)],
                 buckets.collect(),
                 st.converted,
@@ -234,7 +239,8 @@ fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[FunnelStats], dim
                 cumulative += st.turns[t];
                 (t as f64, cumulative)
             });
-            f.histogram(
+            histogram(
+                f,
                 &[("funnel", &funnel.name), ("stage", &stage.name)],
                 buckets.collect(),
                 st.entered,
@@ -248,7 +254,7 @@ fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[FunnelStats], dim
         MetricType::COUNTER,
     );
     for funnel in &summary.funnels {
-        f.counter(&[("funnel", &funnel.name)], funnel.journeys as f64);
+        counter(f, &[("funnel", &funnel.name)], funnel.journeys as f64);
     }
     let f = m.family(
         "spiral_journeys_closed_total",
@@ -257,7 +263,11 @@ fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[FunnelStats], dim
     );
     for (funnel, fs) in summary.funnels.iter().zip(stats) {
         for (outcome, n) in [("won", fs.won), ("lost", fs.lost), ("expired", fs.expired)] {
-            f.counter(&[("funnel", &funnel.name), ("outcome", outcome)], n as f64);
+            counter(
+                f,
+                &[("funnel", &funnel.name), ("outcome", outcome)],
+                n as f64,
+            );
         }
     }
 }
@@ -280,7 +290,7 @@ fn entered(m: &mut Families, summary: &Summary, stats: &[FunnelStats], dims: &Di
                         ("stage", stage.name.as_str()),
                         ("channel", channel),
                     ];
-                    f.counter(&labels, n as f64);
+                    counter(f, &labels, n as f64);
                 }
             }
             continue;
@@ -299,7 +309,7 @@ fn entered(m: &mut Families, summary: &Summary, stats: &[FunnelStats], dims: &Di
             for (dim, value) in dims.dimensions().iter().zip(values) {
                 labels.push((dim.label(), value));
             }
-            f.counter(&labels, n as f64);
+            counter(f, &labels, n as f64);
         }
     }
 }
@@ -321,66 +331,53 @@ impl Families {
     fn single(&mut self, name: &str, help: &str, kind: MetricType, value: f64) {
         let f = self.family(name, help, kind);
         match kind {
-            MetricType::GAUGE => f.gauge(&[], value),
-            _ => f.counter(&[], value),
+            MetricType::GAUGE => gauge(f, &[], value),
+            _ => counter(f, &[], value),
         }
     }
 }
 
-trait AddMetric {
-    fn counter(&mut self, labels: &[(&str, &str)], value: f64);
-    fn gauge(&mut self, labels: &[(&str, &str)], value: f64);
-    fn histogram(
-        &mut self,
-        labels: &[(&str, &str)],
-        buckets: Vec<(f64, i64)>,
-        count: i64,
-        sum: f64,
-    );
+/// Sample builders: one labelled sample appended to a family.
+fn counter(family: &mut MetricFamily, labels: &[(&str, &str)], value: f64) {
+    let mut counter = Counter::default();
+    counter.set_value(value);
+    let mut metric = Metric::from_label(label_pairs(labels));
+    metric.set_counter(counter);
+    family.mut_metric().push(metric);
 }
 
-impl AddMetric for MetricFamily {
-    fn counter(&mut self, labels: &[(&str, &str)], value: f64) {
-        let mut counter = Counter::default();
-        counter.set_value(value);
-        let mut metric = Metric::from_label(label_pairs(labels));
-        metric.set_counter(counter);
-        self.mut_metric().push(metric);
-    }
+fn gauge(family: &mut MetricFamily, labels: &[(&str, &str)], value: f64) {
+    let mut gauge = Gauge::default();
+    gauge.set_value(value);
+    let mut metric = Metric::from_label(label_pairs(labels));
+    metric.set_gauge(gauge);
+    family.mut_metric().push(metric);
+}
 
-    fn gauge(&mut self, labels: &[(&str, &str)], value: f64) {
-        let mut gauge = Gauge::default();
-        gauge.set_value(value);
-        let mut metric = Metric::from_label(label_pairs(labels));
-        metric.set_gauge(gauge);
-        self.mut_metric().push(metric);
-    }
-
-    fn histogram(
-        &mut self,
-        labels: &[(&str, &str)],
-        buckets: Vec<(f64, i64)>,
-        count: i64,
-        sum: f64,
-    ) {
-        let mut histogram = Histogram::default();
-        histogram.set_bucket(
-            buckets
-                .into_iter()
-                .map(|(bound, cumulative)| {
-                    let mut b = Bucket::default();
-                    b.set_upper_bound(bound);
-                    b.set_cumulative_count(cumulative.max(0) as u64);
-                    b
-                })
-                .collect(),
-        );
-        histogram.set_sample_count(count.max(0) as u64);
-        histogram.set_sample_sum(sum);
-        let mut metric = Metric::from_label(label_pairs(labels));
-        metric.set_histogram(histogram);
-        self.mut_metric().push(metric);
-    }
+fn histogram(
+    family: &mut MetricFamily,
+    labels: &[(&str, &str)],
+    buckets: Vec<(f64, i64)>,
+    count: i64,
+    sum: f64,
+) {
+    let mut histogram = Histogram::default();
+    histogram.set_bucket(
+        buckets
+            .into_iter()
+            .map(|(bound, cumulative)| {
+                let mut b = Bucket::default();
+                b.set_upper_bound(bound);
+                b.set_cumulative_count(cumulative.max(0) as u64);
+                b
+            })
+            .collect(),
+    );
+    histogram.set_sample_count(count.max(0) as u64);
+    histogram.set_sample_sum(sum);
+    let mut metric = Metric::from_label(label_pairs(labels));
+    metric.set_histogram(histogram);
+    family.mut_metric().push(metric);
 }
 
 fn label_pairs(labels: &[(&str, &str)]) -> Vec<LabelPair> {

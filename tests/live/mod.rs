@@ -8,6 +8,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+
 use spiral::config::Config;
 use spiral::generate::{self, GenerateOptions};
 use spiral::replay::Replayer;
@@ -48,6 +51,8 @@ poll_batch = 500
 [kafka.consumer]
 "session.timeout.ms" = 6000
 "heartbeat.interval.ms" = 500
+# Tansu holds every fetch this long even when data waits (docs/performance.md).
+"fetch.wait.max.ms" = 10
 
 [http]
 listen = "127.0.0.1:0"
@@ -315,4 +320,67 @@ pub fn assert_metrics_match(scrape: &str, summary: &Summary) {
         get("spiral_events_total{result=\"accepted\"}".into()) as u64,
         summary.events.accepted
     );
+}
+
+/// Produces `lines` round-robin over `partitions` partitions and waits for every delivery.
+pub fn produce(brokers: &str, topic: &str, partitions: i32, lines: &[Vec<u8>]) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer");
+    for (i, line) in lines.iter().enumerate() {
+        let mut record = BaseRecord::<(), [u8]>::to(topic)
+            .payload(&line[..])
+            .partition(i as i32 % partitions);
+        while let Err((_, back)) = producer.send(record) {
+            producer.poll(Duration::from_millis(10));
+            record = back;
+        }
+    }
+    producer.flush(Duration::from_secs(30)).expect("flush");
+}
+
+/// A mock cluster with a topic of generated traffic and a dead-letter topic, and the
+/// configuration of a service that consumes it.
+pub struct Mock {
+    pub cluster: rdkafka::mocking::MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+    pub brokers: String,
+    pub lines: Vec<Vec<u8>>,
+    pub config: Config,
+}
+
+pub const MOCK_TOPIC: &str = "touchpoints";
+pub const MOCK_DLQ: &str = "dead-letters";
+
+impl Mock {
+    /// `traffic(seed, accounts, events)` produced round-robin over `partitions`.
+    pub fn new(partitions: i32, seed: u64, accounts: u64, events: u64, group: &str) -> Mock {
+        let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+        let brokers = cluster.bootstrap_servers();
+        cluster
+            .create_topic(MOCK_TOPIC, partitions, 1)
+            .expect("topic");
+        cluster
+            .create_topic(MOCK_DLQ, 1, 1)
+            .expect("dead-letter topic");
+        let lines = traffic(seed, accounts, events);
+        produce(&brokers, MOCK_TOPIC, partitions, &lines);
+        let config = config(&config_toml(&brokers, &[MOCK_TOPIC], MOCK_DLQ, group));
+        Mock {
+            cluster,
+            brokers,
+            lines,
+            config,
+        }
+    }
+
+    /// The service in process, on its own runtime.
+    pub fn start(&self) -> (tokio::runtime::Runtime, spiral::service::Service) {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let service = runtime
+            .block_on(spiral::service::Service::start(&self.config))
+            .expect("service starts");
+        (runtime, service)
+    }
 }

@@ -191,11 +191,16 @@ pub(crate) struct Scanner<'a> {
 impl<'a> Scanner<'a> {
     /// Checks that `msg` is UTF-8 and positions the cursor at its start.
     pub fn new(msg: &'a [u8]) -> Result<Scanner<'a>> {
-        let src = std::str::from_utf8(msg).map_err(|e| {
-            JsonError::new(ErrorKind::NotUtf8 {
-                at: e.valid_up_to(),
-            })
-        })?;
+        let src = if strings::is_ascii(msg) {
+            // SAFETY: ASCII is UTF-8.
+            unsafe { std::str::from_utf8_unchecked(msg) }
+        } else {
+            std::str::from_utf8(msg).map_err(|e| {
+                JsonError::new(ErrorKind::NotUtf8 {
+                    at: e.valid_up_to(),
+                })
+            })?
+        };
         Ok(Scanner {
             cur: Cursor {
                 src,
@@ -315,11 +320,17 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// Skips whitespace and returns the next byte without consuming it.
+    /// Skips whitespace and returns the next byte without consuming it. Event messages are
+    /// mostly written without whitespace, so one comparison settles the common case.
     #[inline(always)]
     fn peek_byte(&mut self) -> Option<u8> {
-        self.skip_ws();
-        self.bytes.get(self.pos).copied()
+        match self.bytes.get(self.pos) {
+            Some(&c) if c > b' ' => Some(c),
+            _ => {
+                self.skip_ws();
+                self.bytes.get(self.pos).copied()
+            }
+        }
     }
 
     #[inline(always)]

@@ -16,8 +16,12 @@ impl<'a> Cursor<'a> {
         match self.bytes.get(i) {
             Some(b'"') => {
                 self.pos = i + 1;
-                // Slicing at ASCII quotes keeps to char boundaries of the validated message.
-                Ok(Cow::Borrowed(&self.src[start..i]))
+                debug_assert!(self.src.is_char_boundary(start) && self.src.is_char_boundary(i));
+                // SAFETY: `start` follows an ASCII quote and `i` is one, both inside the
+                // message (`start <= i < len`), so both are char boundaries of the validated
+                // UTF-8 `src`. The checked slice spent ~10 instructions per string on
+                // proving this again, and every event has about twenty strings.
+                Ok(Cow::Borrowed(unsafe { self.src.get_unchecked(start..i) }))
             }
             Some(b'\\') => {
                 let (text, end) = unescape(*self, start, i)?;
@@ -200,6 +204,41 @@ pub(super) fn find_special(b: &[u8], mut i: usize) -> usize {
 #[inline(always)]
 pub(super) fn find_special(b: &[u8], i: usize) -> usize {
     find_special_swar(b, i)
+}
+
+/// Whether every byte of `b` is ASCII: the common case, in which the message needs no UTF-8
+/// validation. Sixty-four bytes per step with SSE2, the rest by the standard library.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+pub(super) fn is_ascii(b: &[u8]) -> bool {
+    use std::arch::x86_64::{_mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128};
+    let mut i = 0;
+    while i + 64 <= b.len() {
+        // SAFETY: `i + 64 <= b.len()`, so the four unaligned 16-byte loads stay inside `b`,
+        // and SSE2 is part of the x86-64 baseline.
+        let high = unsafe {
+            let p = b.as_ptr().add(i);
+            let v = _mm_or_si128(
+                _mm_or_si128(_mm_loadu_si128(p.cast()), _mm_loadu_si128(p.add(16).cast())),
+                _mm_or_si128(
+                    _mm_loadu_si128(p.add(32).cast()),
+                    _mm_loadu_si128(p.add(48).cast()),
+                ),
+            );
+            _mm_movemask_epi8(v)
+        };
+        if high != 0 {
+            return false;
+        }
+        i += 64;
+    }
+    b[i..].is_ascii()
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+pub(super) fn is_ascii(b: &[u8]) -> bool {
+    b.is_ascii()
 }
 
 const LO: u64 = 0x0101_0101_0101_0101;

@@ -1,0 +1,149 @@
+//! Durable checkpoints (SPEC §6, issue #4): generations of a state blob in a [`Storage`],
+//! each verified before it is believed.
+//!
+//! - [`format`] frames a payload with its generation and a checksum.
+//! - [`storage`]: a local directory or an object store, both written atomically.
+//!
+//! [`Checkpoints::save`] writes generation `g` under a name that sorts by generation, reads it
+//! back to verify it, then deletes all but the newest `keep`. [`Checkpoints::latest`] returns
+//! the newest generation that verifies, and names every newer one it had to pass over: a
+//! torn or corrupted checkpoint makes Spiral fall back to an older one and say so, never run
+//! on wrong state.
+
+pub mod format;
+pub mod storage;
+
+use std::io;
+
+pub use format::Corrupt;
+pub use storage::{LocalDir, Objects, Storage};
+
+const PREFIX: &str = "checkpoint-";
+const SUFFIX: &str = ".bin";
+
+/// A checkpoint that verified, and the newer ones that did not.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Loaded {
+    pub generation: u64,
+    pub payload: Vec<u8>,
+    /// Newer checkpoints passed over, with why (newest first).
+    pub skipped: Vec<(String, String)>,
+}
+
+#[derive(Debug)]
+pub struct Checkpoints {
+    storage: Box<dyn Storage>,
+    keep: usize,
+}
+
+impl Checkpoints {
+    /// Keeps the newest `keep` generations (at least 2, so that one bad write never leaves
+    /// nothing to fall back on).
+    pub fn new(storage: Box<dyn Storage>, keep: usize) -> Checkpoints {
+        Checkpoints {
+            storage,
+            keep: keep.max(2),
+        }
+    }
+
+    pub fn name(generation: u64) -> String {
+        format!("{PREFIX}{generation:020}{SUFFIX}")
+    }
+
+    fn generation_of(name: &str) -> Option<u64> {
+        name.strip_prefix(PREFIX)?
+            .strip_suffix(SUFFIX)?
+            .parse()
+            .ok()
+    }
+
+    /// Generations present, newest first.
+    pub fn generations(&self) -> io::Result<Vec<u64>> {
+        let mut found: Vec<u64> = self
+            .storage
+            .list()?
+            .iter()
+            .filter_map(|n| Checkpoints::generation_of(n))
+            .collect();
+        found.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(found)
+    }
+
+    /// Writes and verifies generation `generation`, then prunes old ones. On error the
+    /// previous generations are untouched.
+    pub fn save(&self, generation: u64, payload: &[u8]) -> io::Result<usize> {
+        let name = Checkpoints::name(generation);
+        let bytes = format::encode(generation, payload);
+        self.storage.put(&name, &bytes)?;
+        let back = self.storage.get(&name)?;
+        if back != bytes {
+            return Err(io::Error::other(format!(
+                "{name}: read back {} bytes that differ from the {} written",
+                back.len(),
+                bytes.len()
+            )));
+        }
+        for old in self.generations()?.into_iter().skip(self.keep) {
+            self.storage.delete(&Checkpoints::name(old))?;
+        }
+        Ok(bytes.len())
+    }
+
+    /// The newest checkpoint that verifies, or `None` when there is none at all. An I/O error
+    /// reading one counts as unusable too (and is named in `skipped`).
+    pub fn latest(&self) -> io::Result<Option<Loaded>> {
+        let mut skipped = Vec::new();
+        for generation in self.generations()? {
+            let name = Checkpoints::name(generation);
+            let bytes = match self.storage.get(&name) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    skipped.push((name, format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            match format::decode(&bytes) {
+                Ok((stored, _)) if stored != generation => skipped.push((
+                    name,
+                    Corrupt::Generation {
+                        named: generation,
+                        stored,
+                    }
+                    .to_string(),
+                )),
+                Ok((_, payload)) => {
+                    for (name, why) in &skipped {
+                        tracing::error!(
+                            checkpoint = %name,
+                            problem = %why,
+                            "unusable checkpoint: falling back to an older one"
+                        );
+                    }
+                    return Ok(Some(Loaded {
+                        generation,
+                        payload: payload.to_vec(),
+                        skipped,
+                    }));
+                }
+                Err(corrupt) => skipped.push((name, corrupt.to_string())),
+            }
+        }
+        if !skipped.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "no usable checkpoint: {}",
+                    skipped
+                        .iter()
+                        .map(|(n, why)| format!("{n}: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            ));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,169 @@
+//! Where checkpoints live: a local directory by default, or any object store (S3, MinIO, GCS,
+//! Azure through the `object_store` crate) for instances that come and go.
+//!
+//! Both write atomically: a reader sees the previous object or the whole new one, never half.
+//! The local directory writes a temporary file, fsyncs it, renames it into place and fsyncs
+//! the directory; an object store's put is atomic by itself.
+
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+
+/// A flat namespace of named objects.
+pub trait Storage: Send + Sync + fmt::Debug {
+    /// Writes `name` atomically.
+    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
+    fn get(&self, name: &str) -> io::Result<Vec<u8>>;
+    /// Every name, in no particular order.
+    fn list(&self) -> io::Result<Vec<String>>;
+    fn delete(&self, name: &str) -> io::Result<()>;
+}
+
+/// A directory on a local (or mounted) file system.
+#[derive(Debug)]
+pub struct LocalDir {
+    dir: PathBuf,
+}
+
+impl LocalDir {
+    pub fn new(dir: impl Into<PathBuf>) -> io::Result<LocalDir> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        Ok(LocalDir { dir })
+    }
+}
+
+impl Storage for LocalDir {
+    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        // Temporary names start with a dot, so `list` never shows a half-written file.
+        let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        let write = || -> io::Result<()> {
+            let mut file = File::create(&tmp)?;
+            file.write_all(bytes)?;
+            file.sync_all()?;
+            fs::rename(&tmp, self.dir.join(name))?;
+            // The rename itself must survive a power cut.
+            File::open(&self.dir)?.sync_all()
+        };
+        let result = write();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.dir.join(name))
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            if !entry.file_type()?.is_file() {
+                continue;
+            }
+            if let Some(name) = entry.file_name().to_str()
+                && !name.starts_with('.')
+            {
+                names.push(name.to_string());
+            }
+        }
+        Ok(names)
+    }
+
+    fn delete(&self, name: &str) -> io::Result<()> {
+        match fs::remove_file(self.dir.join(name)) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            other => other,
+        }
+    }
+}
+
+/// An object store under a prefix. Calls block on a small runtime of their own, so they must
+/// be made from a plain thread (the consumer thread), not from async code.
+pub struct Objects {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl fmt::Debug for Objects {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Objects({} under {:?})",
+            self.store,
+            self.prefix.as_ref()
+        )
+    }
+}
+
+impl Objects {
+    pub fn new(store: Arc<dyn ObjectStore>, prefix: &str) -> io::Result<Objects> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Objects {
+            store,
+            prefix: ObjectPath::from(prefix),
+            runtime,
+        })
+    }
+
+    fn path(&self, name: &str) -> ObjectPath {
+        self.prefix.clone().join(name)
+    }
+}
+
+fn io_error(e: object_store::Error) -> io::Error {
+    match e {
+        object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e),
+        other => io::Error::other(other),
+    }
+}
+
+impl Storage for Objects {
+    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        let payload = PutPayload::from(bytes.to_vec());
+        self.runtime
+            .block_on(self.store.put(&self.path(name), payload))
+            .map(|_| ())
+            .map_err(io_error)
+    }
+
+    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.runtime.block_on(async {
+            let result = self.store.get(&self.path(name)).await.map_err(io_error)?;
+            Ok(result.bytes().await.map_err(io_error)?.to_vec())
+        })
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        use futures_util::TryStreamExt;
+        self.runtime.block_on(async {
+            let objects: Vec<_> = self
+                .store
+                .list(Some(&self.prefix))
+                .try_collect()
+                .await
+                .map_err(io_error)?;
+            Ok(objects
+                .into_iter()
+                .filter_map(|o| o.location.filename().map(str::to_string))
+                .collect())
+        })
+    }
+
+    fn delete(&self, name: &str) -> io::Result<()> {
+        match self.runtime.block_on(self.store.delete(&self.path(name))) {
+            Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
+            Err(e) => Err(io_error(e)),
+        }
+    }
+}

@@ -1,0 +1,159 @@
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+
+use super::*;
+
+/// Every back end the checkpoints can use, each in a fresh place.
+fn back_ends(dir: &std::path::Path) -> Vec<(&'static str, Box<dyn Storage>)> {
+    let local_fs = dir.join("object-store");
+    std::fs::create_dir_all(&local_fs).unwrap();
+    vec![
+        (
+            "local dir",
+            Box::new(LocalDir::new(dir.join("local")).unwrap()),
+        ),
+        (
+            "object store in memory",
+            Box::new(Objects::new(Arc::new(InMemory::new()), "spiral/checkpoints").unwrap()),
+        ),
+        (
+            "object store on the local file system",
+            Box::new(
+                Objects::new(
+                    Arc::new(LocalFileSystem::new_with_prefix(&local_fs).unwrap()),
+                    "spiral/checkpoints",
+                )
+                .unwrap(),
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn keeps_the_newest_generations_and_loads_the_latest() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, storage) in back_ends(dir.path()) {
+        let checkpoints = Checkpoints::new(storage, 3);
+        assert_eq!(checkpoints.latest().unwrap(), None, "{what}: empty");
+        for g in 1..=5u64 {
+            checkpoints
+                .save(g, format!("state {g}").as_bytes())
+                .unwrap();
+        }
+        assert_eq!(checkpoints.generations().unwrap(), [5, 4, 3], "{what}");
+        let loaded = checkpoints.latest().unwrap().unwrap();
+        assert_eq!(
+            (loaded.generation, &loaded.payload[..]),
+            (5, &b"state 5"[..]),
+            "{what}"
+        );
+        assert!(loaded.skipped.is_empty());
+    }
+}
+
+/// Overwrites a stored object with damaged bytes, as a torn write or bit rot would.
+fn damage(storage: &dyn Storage, generation: u64, how: impl Fn(&mut Vec<u8>)) {
+    let name = Checkpoints::name(generation);
+    let mut bytes = storage.get(&name).unwrap();
+    how(&mut bytes);
+    storage.put(&name, &bytes).unwrap();
+}
+
+#[test]
+fn a_torn_or_flipped_checkpoint_falls_back_to_the_previous_one_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, storage) in back_ends(dir.path()) {
+        let checkpoints = Checkpoints::new(storage, 3);
+        for g in 1..=3u64 {
+            checkpoints.save(g, &vec![g as u8; 1000]).unwrap();
+        }
+        damage(checkpoints.storage.as_ref(), 3, |b| b.truncate(b.len() / 2));
+        let loaded = checkpoints.latest().unwrap().unwrap();
+        assert_eq!(loaded.generation, 2, "{what}: torn newest → previous");
+        assert_eq!(loaded.skipped.len(), 1);
+        assert!(
+            loaded.skipped[0].1.contains("torn"),
+            "{what}: {:?}",
+            loaded.skipped
+        );
+
+        damage(checkpoints.storage.as_ref(), 2, |b| b[100] ^= 0x01);
+        let loaded = checkpoints.latest().unwrap().unwrap();
+        assert_eq!(loaded.generation, 1, "{what}: flipped byte → older still");
+        assert!(loaded.skipped[1].1.contains("checksum mismatch"), "{what}");
+
+        damage(checkpoints.storage.as_ref(), 1, |b| b.clear());
+        let err = checkpoints.latest().unwrap_err();
+        assert_eq!(
+            err.kind(),
+            io::ErrorKind::InvalidData,
+            "{what}: never silently empty"
+        );
+        assert!(
+            err.to_string().contains("no usable checkpoint"),
+            "{what}: {err}"
+        );
+    }
+}
+
+/// A storage whose writes fail while `full` is set, like a full disk.
+#[derive(Debug)]
+struct Full {
+    inner: LocalDir,
+    full: Arc<AtomicBool>,
+}
+
+impl Storage for Full {
+    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        if self.full.load(Ordering::Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "no space left on device",
+            ));
+        }
+        self.inner.put(name, bytes)
+    }
+    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.inner.get(name)
+    }
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn delete(&self, name: &str) -> io::Result<()> {
+        self.inner.delete(name)
+    }
+}
+
+#[test]
+fn a_full_disk_fails_the_save_and_keeps_the_previous_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let full = Arc::new(AtomicBool::new(false));
+    let storage = Full {
+        inner: LocalDir::new(dir.path()).unwrap(),
+        full: full.clone(),
+    };
+    let checkpoints = Checkpoints::new(Box::new(storage), 2);
+    checkpoints.save(1, b"good").unwrap();
+    full.store(true, Ordering::Relaxed);
+    let err = checkpoints.save(2, b"lost").unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::StorageFull);
+    let loaded = checkpoints.latest().unwrap().unwrap();
+    assert_eq!((loaded.generation, &loaded.payload[..]), (1, &b"good"[..]));
+    full.store(false, Ordering::Relaxed);
+    checkpoints.save(2, b"next").unwrap();
+    assert_eq!(checkpoints.latest().unwrap().unwrap().generation, 2);
+}
+
+#[test]
+fn a_half_written_local_file_is_never_visible_under_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let local = LocalDir::new(dir.path()).unwrap();
+    local.put("a", b"1").unwrap();
+    // What a crash between write and rename leaves behind.
+    std::fs::write(dir.path().join(".b.tmp-1234"), b"half").unwrap();
+    assert_eq!(local.list().unwrap(), ["a"]);
+}

@@ -1,0 +1,242 @@
+//! Event ids as the engine keeps them: packed, and in stores that can let them go.
+//!
+//! Event ids are most of the engine's string bytes (issue #2 budgets 48 bytes per retained
+//! touch), and most of them are lowercase hex (`b168f04bd6e80e2a`, UUIDs without dashes), so
+//! such an id is stored as its nibbles, half the size. The encoding is canonical — one string,
+//! one encoding — so equality and hashing work on encoded bytes, and it keeps the byte order
+//! that SPEC §3 breaks `occurred_at` ties with: `0-9` sort below `a-f` in ASCII as their
+//! nibble values do, so two packed ids compare like their strings.
+//!
+//! Layout of one entry, a header byte then the payload:
+//! - `0x00..=0x7f`: that many raw bytes;
+//! - `0x80..=0xbf`: raw, length `(h & 0x3f) << 8 | next byte`, then the bytes;
+//! - `0xc0..=0xff`: `h & 0x3f` bytes of packed lowercase hex (2 to 126 characters, even).
+
+use std::cmp::Ordering;
+
+use super::store::StrRef;
+use crate::event::MAX_ID_BYTES;
+
+const HEX: u8 = 0xc0;
+const LONG: u8 = 0x80;
+/// The most packed bytes a header can count.
+const MAX_PACKED: usize = 0x3f;
+
+/// One id in its stored form. The engine keeps one and refills it for each event
+/// ([`Encoded::set`]), so the 258-byte buffer is neither cleared nor moved per event.
+#[derive(Debug)]
+pub struct Encoded {
+    buf: [u8; MAX_ID_BYTES + 2],
+    len: usize,
+}
+
+impl Default for Encoded {
+    fn default() -> Encoded {
+        Encoded {
+            buf: [0; MAX_ID_BYTES + 2],
+            len: 0,
+        }
+    }
+}
+
+impl Encoded {
+    #[cfg(test)]
+    pub fn new(id: &[u8]) -> Encoded {
+        let mut e = Encoded::default();
+        e.set(id);
+        e
+    }
+
+    /// Encodes `id`, replacing what was here.
+    pub fn set(&mut self, id: &[u8]) {
+        let e = self;
+        let n = id.len();
+        assert!(n <= MAX_ID_BYTES, "ids are at most 256 bytes (SPEC §1)");
+        if n >= 2 && n.is_multiple_of(2) && n / 2 <= MAX_PACKED && pack_hex(id, &mut e.buf[1..]) {
+            e.buf[0] = HEX | (n / 2) as u8;
+            e.len = 1 + n / 2;
+        } else if n < 0x80 {
+            e.buf[0] = n as u8;
+            e.buf[1..1 + n].copy_from_slice(id);
+            e.len = 1 + n;
+        } else {
+            e.buf[0] = LONG | (n >> 8) as u8;
+            e.buf[1] = n as u8;
+            e.buf[2..2 + n].copy_from_slice(id);
+            e.len = 2 + n;
+        }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Nibble value of each lowercase hex digit; `0x80` for every other byte.
+const NIBBLE: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut c = 0;
+    while c < 10 {
+        t[b'0' as usize + c] = c as u8;
+        c += 1;
+    }
+    let mut c = 0;
+    while c < 6 {
+        t[b'a' as usize + c] = 10 + c as u8;
+        c += 1;
+    }
+    t
+};
+
+/// Packs `id` (even length) as nibbles into `out` if it is all lowercase hex. Runs once per
+/// event, so branch-free per pair: a non-hex byte only sets the `0x80` bit of `bad`.
+#[inline]
+fn pack_hex(id: &[u8], out: &mut [u8]) -> bool {
+    let mut bad = 0;
+    for (pair, o) in id.chunks_exact(2).zip(out.iter_mut()) {
+        let (hi, lo) = (NIBBLE[pair[0] as usize], NIBBLE[pair[1] as usize]);
+        bad |= hi | lo;
+        *o = hi << 4 | (lo & 0x0f);
+    }
+    bad & 0x80 == 0
+}
+
+/// Where an entry's payload is, and whether it is packed hex.
+#[inline]
+fn span(bytes: &[u8], at: usize) -> (usize, usize, bool) {
+    let h = bytes[at];
+    if h >= HEX {
+        (at + 1, (h & 0x3f) as usize, true)
+    } else if h >= LONG {
+        (
+            at + 2,
+            ((h & 0x3f) as usize) << 8 | bytes[at + 1] as usize,
+            false,
+        )
+    } else {
+        (at + 1, h as usize, false)
+    }
+}
+
+/// The string of an entry, unpacked into `buf` if it was packed.
+fn unpack<'a>(bytes: &'a [u8], at: usize, buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a [u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let (start, len, hex) = span(bytes, at);
+    let payload = &bytes[start..start + len];
+    if !hex {
+        return payload;
+    }
+    for (i, &b) in payload.iter().enumerate() {
+        buf[2 * i] = DIGITS[(b >> 4) as usize];
+        buf[2 * i + 1] = DIGITS[(b & 15) as usize];
+    }
+    &buf[..2 * len]
+}
+
+/// Append-only bytes of encoded ids, addressed by offset. Stores that must let ids go copy
+/// the live ones into a fresh `EventIds` ([`EventIds::copy_from`]) and drop the old one.
+#[derive(Debug, Default)]
+pub struct EventIds {
+    bytes: Vec<u8>,
+}
+
+impl EventIds {
+    pub fn with_capacity(bytes: usize) -> EventIds {
+        EventIds {
+            bytes: Vec::with_capacity(bytes),
+        }
+    }
+
+    pub fn push(&mut self, id: &Encoded) -> StrRef {
+        self.push_encoded(id.as_bytes())
+    }
+
+    fn push_encoded(&mut self, encoded: &[u8]) -> StrRef {
+        let Ok(at) = StrRef::try_from(self.bytes.len()) else {
+            // Four GiB of ids is far past the memory this engine is sized for; stopping
+            // loudly beats silently aliasing ids.
+            panic!("event id store is full (4 GiB): split the input over more partitions");
+        };
+        self.bytes.extend_from_slice(encoded);
+        at
+    }
+
+    /// Copies entry `at` of `other` here.
+    #[inline]
+    pub fn copy_from(&mut self, other: &EventIds, at: StrRef) -> StrRef {
+        self.push_encoded(other.encoded(at))
+    }
+
+    /// Entry `at` as stored, header included: equal ids have equal encodings.
+    #[inline]
+    pub fn encoded(&self, at: StrRef) -> &[u8] {
+        let (start, len, _) = span(&self.bytes, at as usize);
+        &self.bytes[at as usize..start + len]
+    }
+
+    /// Byte order of the two ids' strings (SPEC §3 tie-break).
+    pub fn cmp(&self, a: StrRef, b: StrRef) -> Ordering {
+        let (sa, la, ha) = span(&self.bytes, a as usize);
+        let (sb, lb, hb) = span(&self.bytes, b as usize);
+        if ha == hb {
+            // Both raw, or both packed: packed nibbles order like their hex strings.
+            return self.bytes[sa..sa + la].cmp(&self.bytes[sb..sb + lb]);
+        }
+        let (mut x, mut y) = ([0; MAX_ID_BYTES], [0; MAX_ID_BYTES]);
+        unpack(&self.bytes, a as usize, &mut x).cmp(unpack(&self.bytes, b as usize, &mut y))
+    }
+
+    /// The id as text, unpacked (ids came in as validated UTF-8): for the account view.
+    pub fn get_string(&self, at: StrRef) -> String {
+        let mut buf = [0; MAX_ID_BYTES];
+        String::from_utf8_lossy(unpack(&self.bytes, at as usize, &mut buf)).into_owned()
+    }
+
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn id() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[0-9a-f]{1,40}",
+            "[0-9a-fA-F]{2,6}",
+            "[0-9a-g]{1,8}",
+            "[0-9a-f]{120,130}",
+            ".{1,4}",
+            "x{200,256}",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips_and_orders_like_the_strings(a in id(), b in id()) {
+            let mut ids = EventIds::default();
+            let (ea, eb) = (Encoded::new(a.as_bytes()), Encoded::new(b.as_bytes()));
+            let (ra, rb) = (ids.push(&ea), ids.push(&eb));
+            prop_assert_eq!(ids.get_string(ra), a.as_str());
+            prop_assert_eq!(ids.get_string(rb), b.as_str());
+            prop_assert_eq!(ids.cmp(ra, rb), a.as_bytes().cmp(b.as_bytes()));
+            prop_assert_eq!(ids.encoded(ra) == ids.encoded(rb), a == b);
+            prop_assert_eq!(ids.encoded(ra), ea.as_bytes());
+        }
+    }
+
+    #[test]
+    fn hex_ids_take_half_the_bytes() {
+        let mut ids = EventIds::default();
+        ids.push(&Encoded::new(b"b168f04bd6e80e2a"));
+        assert_eq!(ids.len(), 9);
+        ids.push(&Encoded::new(b"B168F04BD6E80E2A"));
+        assert_eq!(ids.len(), 9 + 17, "uppercase is kept as written");
+    }
+}
