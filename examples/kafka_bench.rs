@@ -17,6 +17,9 @@
 //!    `/api/v1/summary` shows `events.received` equal to the message count.
 //!
 //! Throughput is messages/s and MB/s of payload (the JSON lines, not Kafka's framing).
+//! `--consumer KEY=VALUE` passes librdkafka settings to the measured consumers (and to
+//! `spiral run`'s `[kafka.consumer]`): on Tansu, `fetch.wait.max.ms=10` is the one that
+//! matters, since Tansu holds every fetch that long (docs/performance.md, "Kafka consumption").
 
 #[path = "../tests/broker/mod.rs"]
 mod broker;

@@ -165,13 +165,7 @@ fn committed_offsets_are_where_a_group_stopped() {
 
     // A group member that subscribes (JoinGroup/SyncGroup through Tansu), reads everything
     // and commits synchronously.
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("group.id", group)
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
+    let consumer: BaseConsumer = broker.consumer_config(group).create().expect("consumer");
     consumer.subscribe(&["touchpoints"]).expect("subscribe");
     let mut read = 0;
     let started = Instant::now();

@@ -17,6 +17,11 @@
 //! consumers then see every message. [`Broker::produce_with`] takes other producer settings
 //! (the benchmark batches normally).
 //!
+//! Tansu answers a fetch only after the consumer's `fetch.wait.max.ms` (librdkafka's default:
+//! 500 ms), even when data is waiting, which caps a consumer near 100 k msgs/s and makes every
+//! read of a topic's end slow (docs/performance.md). [`Broker::consumer_config`] sets it to
+//! [`FETCH_WAIT_MS`]; a `spiral run` under test wants the same in `[kafka.consumer]`.
+//!
 //! No broker outlives its test. The broker runs under a small `sh` watchdog in its own process
 //! group, and the watchdog kills it as soon as its standard input closes: when the
 //! [`Broker`] is dropped (also while a failing test unwinds) and when the test process dies in
@@ -42,6 +47,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+/// `fetch.wait.max.ms` for consumers of Tansu (see the module docs).
+pub const FETCH_WAIT_MS: &str = "10";
 
 /// How long one broker may take to answer its first metadata request.
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -263,6 +271,18 @@ impl Broker {
         config
     }
 
+    /// A consumer configuration for this broker: `group.id`, no auto-commit, reading from the
+    /// earliest offset where the group has none, and a short `fetch.wait.max.ms`.
+    pub fn consumer_config(&self, group: &str) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("fetch.wait.max.ms", FETCH_WAIT_MS);
+        config
+    }
+
     /// Creates a topic (replication factor 1) through the Kafka admin API; panics on failure.
     pub fn create_topic(&self, name: &str, partitions: i32) {
         let admin: AdminClient<DefaultClientContext> = self
@@ -409,12 +429,7 @@ impl Broker {
         let marks = self.watermarks(topic);
         assert!(!marks.is_empty(), "topic {topic} does not exist");
         let consumer: BaseConsumer = self
-            .client_config()
-            .set(
-                "group.id",
-                format!("spiral-harness-reader-{}", std::process::id()),
-            )
-            .set("enable.auto.commit", "false")
+            .consumer_config(&format!("spiral-harness-reader-{}", std::process::id()))
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
             .create()
@@ -423,8 +438,10 @@ impl Broker {
         // Partition → (next offset to read, reported high watermark); done ones are removed.
         let mut remaining = BTreeMap::new();
         for (&partition, &(low, high)) in &marks {
+            // From the low watermark, not `Offset::Beginning`: the offset lookup that the
+            // latter costs takes Tansu about 500 ms per partition.
             assignment
-                .add_partition_offset(topic, partition, Offset::Beginning)
+                .add_partition_offset(topic, partition, Offset::Offset(low))
                 .expect("assignment");
             remaining.insert(partition, (low, high));
         }
@@ -478,9 +495,7 @@ impl Broker {
     /// offset the group would read, `None` where it committed nothing.
     pub fn committed_offsets(&self, group: &str, topic: &str) -> BTreeMap<i32, Option<i64>> {
         let consumer: BaseConsumer = self
-            .client_config()
-            .set("group.id", group)
-            .set("enable.auto.commit", "false")
+            .consumer_config(group)
             .create()
             .expect("consumer for tansu");
         let mut list = TopicPartitionList::new();
