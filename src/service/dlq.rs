@@ -135,9 +135,10 @@ impl DeadLetters {
         self.pending.push(letter);
     }
 
-    /// Delivers every pending letter, retrying undelivered ones with backoff for as long as
-    /// `give_up` says no. Returns an error only when it gave up with letters undelivered.
-    pub fn deliver(&mut self, counters: &DlqCounters, give_up: impl Fn() -> bool) -> Result<()> {
+    /// Delivers every pending letter, retrying undelivered ones with backoff until the broker
+    /// takes them: a rejected message is never skipped. A shutdown that cannot wait that long
+    /// ends the process from outside (`service.shutdown_timeout`), offsets not stored.
+    pub fn deliver(&mut self, counters: &DlqCounters) {
         let mut backoff = self.backoff;
         while !self.pending.is_empty() {
             let delivered = self.round();
@@ -169,18 +170,9 @@ impl DeadLetters {
                 retry_in_ms = backoff.as_millis() as u64,
                 "cannot write to the dead-letter topic; holding the consumer back"
             );
-            if give_up() {
-                anyhow::bail!(
-                    "{} rejected messages could not be written to the dead-letter topic {:?}; \
-                     their offsets were not stored",
-                    self.pending.len(),
-                    self.topic
-                );
-            }
             std::thread::sleep(backoff);
             backoff = (backoff * 2).min(self.max_backoff);
         }
-        Ok(())
     }
 
     /// Sends every pending letter once and waits for their reports; returns the indices of

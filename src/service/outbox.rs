@@ -77,7 +77,7 @@ impl Outbox {
         counters: &DlqCounters,
     ) -> Result<()> {
         if self.pending_letters > 0 {
-            self.dead_letters.deliver(counters, || false)?;
+            self.dead_letters.deliver(counters);
             self.pending_letters = 0;
             self.oldest_letter = None;
         }
