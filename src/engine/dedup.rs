@@ -17,8 +17,10 @@ use std::hash::BuildHasher;
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
+use super::SnapshotError;
 use super::event_ids::{Encoded, EventIds};
 use super::store::StrRef;
+use crate::codec::{Reader, Writer};
 use crate::time::Millis;
 
 #[derive(Debug, Clone, Copy)]
@@ -148,6 +150,67 @@ impl Dedup {
 
     pub fn heap_bytes(&self) -> usize {
         self.table.capacity() * (size_of::<Slot>() + 1) + self.ids.heap_bytes()
+    }
+
+    /// Saves every slot's time and id, ordered by (time, id) so equal state saves to equal
+    /// bytes (neither the table's order nor, after a compaction, the store's is
+    /// deterministic), then those ids back to back: a compacted store. The table is rebuilt
+    /// on load.
+    ///
+    /// Forgotten slots not yet purged are saved too. `accept` treats them as absent, so
+    /// dropping them would not change which events are duplicates, but it would change
+    /// [`Dedup::len`] (a reported state size) and when the next purge has work to do.
+    pub fn save(&self, w: &mut Writer<'_>) {
+        let mut slots: Vec<Slot> = self.table.iter().copied().collect();
+        let ids = &self.ids;
+        slots.sort_unstable_by(|a, b| {
+            (a.time().cmp(&b.time())).then_with(|| ids.encoded(a.id).cmp(ids.encoded(b.id)))
+        });
+        let id_bytes: usize = slots.iter().map(|s| self.ids.encoded(s.id).len()).sum();
+        w.reserve(24 + 8 * slots.len() + id_bytes);
+        w.i64(self.purged_at);
+        w.len(slots.len());
+        for slot in &slots {
+            w.i64(slot.time());
+        }
+        w.len(id_bytes);
+        for slot in &slots {
+            w.raw(self.ids.encoded(slot.id));
+        }
+    }
+
+    pub fn load(r: &mut Reader<'_>, window: Millis) -> Result<Dedup, SnapshotError> {
+        r.section("dedup");
+        let purged_at = r.i64()?;
+        // A time and at least one byte of id each.
+        let n = r.len(9)?;
+        let times = r.take(8 * n)?;
+        let ids = EventIds::load(r)?;
+        let hasher = RandomState::default();
+        let mut table = HashTable::with_capacity(n);
+        let mut at = 0;
+        for time in times.chunks_exact(8) {
+            let time = Millis::from_le_bytes(time.try_into().expect("chunks of 8"));
+            let (Some(end), Ok(id)) = (ids.entry_end(at), StrRef::try_from(at)) else {
+                return Err(r.corrupt("fewer ids than times"));
+            };
+            let hash = hasher.hash_one(ids.encoded(id));
+            table.insert_unique(hash, Slot::new(id, time), |slot| {
+                hasher.hash_one(ids.encoded(slot.id))
+            });
+            at = end;
+        }
+        if at != ids.len() {
+            return Err(r.corrupt("more ids than times"));
+        }
+        Ok(Dedup {
+            window,
+            hasher,
+            table,
+            live_bytes: ids.len(),
+            ids,
+            purged_at,
+        })
     }
 }
 

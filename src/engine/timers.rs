@@ -12,6 +12,9 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 
+use super::SnapshotError;
+use crate::codec::{Reader, Writer};
+
 #[derive(Debug)]
 pub struct TimerQueue<T: Ord + Copy> {
     in_order: VecDeque<T>,
@@ -72,6 +75,37 @@ impl<T: Ord + Copy> TimerQueue<T> {
 
     pub fn heap_bytes(&self) -> usize {
         (self.in_order.capacity() + self.out_of_order.capacity()) * size_of::<T>()
+    }
+
+    /// Saves the items in order, each with `item` (at least `item_bytes` bytes): how they are
+    /// split between the deque and the heap is not state, since pops come out in order
+    /// either way.
+    pub fn save(&self, w: &mut Writer<'_>, item_bytes: usize, item: impl Fn(&mut Writer<'_>, T)) {
+        let mut items: Vec<T> = self.in_order.iter().copied().collect();
+        items.extend(self.out_of_order.iter().map(|&Reverse(t)| t));
+        items.sort_unstable();
+        w.reserve(8 + items.len() * item_bytes);
+        w.len(items.len());
+        for t in items {
+            item(w, t);
+        }
+    }
+
+    /// Loads what [`TimerQueue::save`] wrote, reading each item with `item`.
+    pub fn load(
+        r: &mut Reader<'_>,
+        item_bytes: usize,
+        mut item: impl FnMut(&mut Reader<'_>) -> Result<T, SnapshotError>,
+    ) -> Result<TimerQueue<T>, SnapshotError> {
+        let n = r.len(item_bytes)?;
+        let mut queue = TimerQueue {
+            in_order: VecDeque::with_capacity(n),
+            ..TimerQueue::default()
+        };
+        for _ in 0..n {
+            queue.push(item(r)?);
+        }
+        Ok(queue)
     }
 }
 
