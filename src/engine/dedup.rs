@@ -161,11 +161,8 @@ impl Dedup {
     /// dropping them would not change which events are duplicates, but it would change
     /// [`Dedup::len`] (a reported state size) and when the next purge has work to do.
     pub fn save(&self, w: &mut Writer<'_>) {
-        let mut slots: Vec<Slot> = self.table.iter().copied().collect();
-        let ids = &self.ids;
-        slots.sort_unstable_by(|a, b| {
-            (a.time().cmp(&b.time())).then_with(|| ids.encoded(a.id).cmp(ids.encoded(b.id)))
-        });
+        let slots: Vec<Slot> = self.table.iter().copied().collect();
+        let slots = sort_by_id(slots);
         let id_bytes: usize = slots.iter().map(|s| self.ids.encoded(s.id).len()).sum();
         w.reserve(24 + 8 * slots.len() + id_bytes);
         w.i64(self.purged_at);
@@ -214,6 +211,34 @@ impl Dedup {
     }
 }
 
+/// Sorts slots by where their ids are stored: a least-significant-digit radix sort, a byte
+/// per pass (passes where every slot has the same byte are skipped). Several times faster than
+/// a comparison sort on the millions of slots a snapshot saves while the engine waits.
+fn sort_by_id(mut slots: Vec<Slot>) -> Vec<Slot> {
+    let mut spare = slots.clone();
+    for shift in [0, 8, 16, 24] {
+        let digit = |slot: &Slot| (slot.id >> shift) as usize & 0xff;
+        let mut starts = [0usize; 256];
+        for slot in &slots {
+            starts[digit(slot)] += 1;
+        }
+        if starts.contains(&slots.len()) {
+            continue;
+        }
+        let mut sum = 0;
+        for start in &mut starts {
+            (*start, sum) = (sum, sum + *start);
+        }
+        for slot in &slots {
+            let at = &mut starts[digit(slot)];
+            spare[*at] = *slot;
+            *at += 1;
+        }
+        std::mem::swap(&mut slots, &mut spare);
+    }
+    slots
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +247,29 @@ mod tests {
 
     fn id(s: &str) -> Encoded {
         Encoded::new(s.as_bytes())
+    }
+
+    #[test]
+    fn slots_sort_by_id_like_a_comparison_sort() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut slots: Vec<Slot> = (0..5000)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let id = if i % 2 == 0 {
+                    state as u32
+                } else {
+                    state as u32 & 0xffff
+                };
+                Slot::new(id, i)
+            })
+            .collect();
+        let sorted = sort_by_id(slots.clone());
+        slots.sort_by_key(|slot| slot.id);
+        let key = |s: &[Slot]| s.iter().map(|s| (s.id, s.time())).collect::<Vec<_>>();
+        assert_eq!(key(&sorted), key(&slots), "stable, like sort_by_key");
+        assert!(sort_by_id(Vec::new()).is_empty());
     }
 
     #[test]
