@@ -10,8 +10,10 @@
 //! - [`replay`]: JSON Lines files through the engine, with the rejected-lines output (SPEC §8).
 //! - [`report`]: the human funnel table printed after a replay.
 //! - [`generate`]: seeded synthetic B2B traffic for demos, tests and benches.
+//! - [`codec`]: the little-endian reader and writer of engine snapshots.
 
 pub mod checkpoint;
+pub mod codec;
 pub mod config;
 pub mod demo;
 pub mod engine;

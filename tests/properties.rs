@@ -10,6 +10,7 @@ use common::*;
 use proptest::prelude::*;
 use serde_json::json;
 use spiral::config::Config;
+use spiral::engine::Engine;
 use spiral::replay::{self, ReplayOptions, Replayer};
 use spiral::summary::Summary;
 
@@ -242,6 +243,38 @@ proptest! {
         }
         let e = &summary.events;
         prop_assert_eq!(e.received, e.accepted + e.duplicates + e.rejected.total());
+    }
+
+    #[test]
+    fn a_restored_snapshot_goes_on_like_the_engine_that_took_it(specs in prop::collection::vec(spec(), 1..80), seed in any::<u64>(), cut in any::<prop::sample::Index>(), long_journey in 1..6usize) {
+        let config = format!("{HASTY}{FUNNELS}\n[metrics]\ndimensions = [\"campaign\"]\ntop_n = 2\n");
+        let config = Config::parse(&config, "t").unwrap();
+        let mut msgs = shuffled(&messages(&specs), seed);
+        msgs.insert(seed as usize % (msgs.len() + 1), "not json".to_string());
+        let k = cut.index(msgs.len() + 1);
+        let mut engine = Engine::new(&config).unwrap();
+        engine.set_long_journey(long_journey);
+        let mut whole = Replayer::with_engine(engine, &config, std::io::sink());
+        for (i, m) in msgs[..k].iter().enumerate() {
+            whole.message(m.as_bytes(), "t", i as u64).unwrap();
+        }
+        let mut bytes = Vec::new();
+        whole.engine().snapshot(&mut bytes);
+        let restored = Engine::restore(&config, &bytes).unwrap();
+        let mut again = Vec::new();
+        restored.snapshot(&mut again);
+        prop_assert!(again == bytes, "restore then snapshot gives the same bytes");
+        let mut rest = Replayer::with_engine(restored, &config, std::io::sink());
+        for (i, m) in msgs.iter().enumerate().skip(k) {
+            whole.message(m.as_bytes(), "t", i as u64).unwrap();
+            rest.message(m.as_bytes(), "t", i as u64).unwrap();
+        }
+        let (a, whole) = whole.finish(None).unwrap();
+        let (b, rest) = rest.finish(None).unwrap();
+        prop_assert_eq!(a, b);
+        prop_assert_eq!(whole.stats(), rest.stats());
+        prop_assert_eq!(whole.counters(), rest.counters());
+        prop_assert_eq!(whole.pending(), rest.pending());
     }
 
     #[test]

@@ -18,9 +18,12 @@ use std::cmp::Ordering;
 use foldhash::fast::RandomState;
 use hashbrown::HashMap;
 
+use super::SnapshotError;
 use super::event_ids::EventIds;
+use super::snapshot::TouchCheck;
 use super::store::{Interner, StrArena};
 use super::timers::TimerQueue;
+use crate::codec::{Reader, Writer};
 use crate::funnel::journey::{self, Journey};
 use crate::funnel::stats::FunnelStats;
 use crate::funnel::{Funnels, Touch};
@@ -92,6 +95,12 @@ impl Accounts {
 
     pub fn len(&self) -> usize {
         self.accounts.len()
+    }
+
+    /// Journeys kept between touches.
+    #[cfg(test)]
+    pub fn long_count(&self) -> usize {
+        self.long.len()
     }
 
     #[cfg(test)]
@@ -296,6 +305,114 @@ impl Accounts {
 
     pub fn touch_count(&self) -> usize {
         self.accounts.iter().map(|a| a.touches.len()).sum()
+    }
+
+    /// Saves the names, each account's touches and pending check, the timers, the kept long
+    /// journeys (sorted by key, so equal state saves to equal bytes) and the long-journey
+    /// settings. The index of names is rebuilt on load.
+    pub fn save(&self, w: &mut Writer<'_>) {
+        self.names.save(w);
+        let touches = self.touch_count();
+        w.reserve(8 + 16 * self.accounts.len() + Touch::SAVED_BYTES * touches);
+        w.len(self.accounts.len());
+        for account in &self.accounts {
+            w.i64(account.next_check);
+            w.len(account.touches.len());
+            for &touch in &account.touches {
+                touch.save(w);
+            }
+        }
+        self.timers.save(w, 12, |w, (deadline, account)| {
+            w.i64(deadline);
+            w.u32(account);
+        });
+        let mut long: Vec<_> = self.long.iter().collect();
+        long.sort_unstable_by_key(|&(&key, _)| key);
+        w.len(long.len());
+        for (&(account, f), journey) in long {
+            w.u32(account);
+            w.u32(f);
+            journey.save(w);
+        }
+        w.u64(self.long_floor as u64);
+        w.u64(self.long_journey as u64);
+    }
+
+    /// Loads what [`Accounts::save`] wrote, checking every index against the tables it points
+    /// into.
+    pub fn load(
+        r: &mut Reader<'_>,
+        arena: &StrArena,
+        touch_ids: &EventIds,
+        funnels: &Funnels,
+        check: &TouchCheck<'_>,
+    ) -> Result<Accounts, SnapshotError> {
+        r.section("accounts");
+        let names = Interner::load(r, arena)?;
+        let n = r.len(16)?;
+        if n != names.len() {
+            return Err(r.corrupt(format_args!("{n} accounts for {} names", names.len())));
+        }
+        let mut accounts = Vec::with_capacity(n);
+        for _ in 0..n {
+            let next_check = r.i64()?;
+            let k = r.len(Touch::SAVED_BYTES)?;
+            let mut touches = Vec::with_capacity(k);
+            for _ in 0..k {
+                let touch = Touch::load(r)?;
+                if !check.touch(touch, touch_ids) {
+                    return Err(r.corrupt("a touch points outside the tables"));
+                }
+                touches.push(touch);
+            }
+            accounts.push(Account {
+                touches,
+                next_check,
+            });
+        }
+        r.section("account timers");
+        let timers = TimerQueue::load(r, 12, |r| {
+            let deadline = r.i64()?;
+            let account = r.u32()?;
+            // Only an account with touches is ever checked.
+            match accounts.get(account as usize) {
+                Some(a) if !a.touches.is_empty() => Ok((deadline, account)),
+                _ => Err(r.corrupt(format_args!("timer for account {account}"))),
+            }
+        })?;
+        r.section("long journeys");
+        let k = r.len(8)?;
+        let mut long = HashMap::with_capacity_and_hasher(k, RandomState::default());
+        for _ in 0..k {
+            let (account, f) = (r.u32()?, r.u32()?);
+            let (Some(a), Some(funnel)) = (
+                accounts.get(account as usize),
+                funnels.funnels.get(f as usize),
+            ) else {
+                return Err(r.corrupt(format_args!("journey of account {account}, funnel {f}")));
+            };
+            let journey = Journey::load(r, a.touches.len(), funnel)?;
+            if !journey.entered_dims[..journey.reached]
+                .iter()
+                .all(|&d| check.dims.valid(d))
+            {
+                return Err(r.corrupt("a journey's dimension values have no codes"));
+            }
+            long.insert((account, f), journey);
+        }
+        let long_floor = usize::try_from(r.u64()?).unwrap_or(usize::MAX);
+        let long_journey = r.u64()?;
+        if long_journey == 0 {
+            return Err(r.corrupt("long journeys of 0 touches"));
+        }
+        Ok(Accounts {
+            names,
+            accounts,
+            timers,
+            long,
+            long_floor,
+            long_journey: usize::try_from(long_journey).unwrap_or(usize::MAX),
+        })
     }
 
     pub fn heap_bytes(&self) -> usize {

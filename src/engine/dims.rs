@@ -12,11 +12,13 @@
 
 use std::collections::HashMap;
 
+use super::SnapshotError;
+use crate::codec::{Reader, Writer};
 use crate::config::{Dimension, MAX_DIMENSIONS, MetricsConfig};
 use crate::event::{Channel, Event};
 
 /// Bounded label values: the first `max` distinct values keep their name.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopN {
     max: usize,
     codes: HashMap<String, u32>,
@@ -54,10 +56,37 @@ impl TopN {
     pub fn name(&self, code: u32) -> &str {
         &self.names[code as usize]
     }
+
+    /// The values in code order (`none` and `other` are implied); the map is rebuilt on load.
+    fn save(&self, w: &mut Writer<'_>) {
+        w.len(self.names.len() - 2);
+        for name in &self.names[2..] {
+            w.bytes(name.as_bytes());
+        }
+    }
+
+    fn load(r: &mut Reader<'_>, max: usize) -> Result<TopN, SnapshotError> {
+        let mut top = TopN::new(max);
+        let n = r.len(8)?;
+        if n > max {
+            return Err(r.corrupt(format_args!("{n} values, more than top_n {max}")));
+        }
+        for _ in 0..n {
+            let name = std::str::from_utf8(r.bytes()?)
+                .map_err(|_| r.corrupt("a label value is not UTF-8"))?
+                .to_string();
+            let code = top.names.len() as u32;
+            if top.codes.insert(name.clone(), code).is_some() {
+                return Err(r.corrupt(format_args!("label value {name:?} twice")));
+            }
+            top.names.push(name);
+        }
+        Ok(top)
+    }
 }
 
 /// The configured dimensions with their label values, and the cost counter.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dimensions {
     dims: Vec<Dimension>,
     /// One per dimension, then (when `campaign` is not a dimension) one for the cost counter.
@@ -134,6 +163,70 @@ impl Dimensions {
         (0..self.dims.len())
             .map(|i| self.values[i].name((packed >> (8 * i)) & 0xff))
             .collect()
+    }
+
+    /// Whether every value of `packed` has a code (a snapshot check on stored touches).
+    pub fn valid(&self, packed: u32) -> bool {
+        let used = (0..self.dims.len()).all(|i| {
+            let code = (packed >> (8 * i)) & 0xff;
+            (code as usize) < self.values[i].names.len()
+        });
+        let n = self.dims.len();
+        used && (n >= 4 || packed >> (8 * n) == 0)
+    }
+
+    /// Writes what the codes in stored touches depend on: the dimensions and `top_n`.
+    pub fn describe(&self, w: &mut Writer<'_>) {
+        w.len(self.dims.len());
+        for dim in &self.dims {
+            let (tag, name) = match dim {
+                Dimension::Campaign => (0, ""),
+                Dimension::Source => (1, ""),
+                Dimension::Attribute(name) => (2, name.as_str()),
+            };
+            w.u8(tag);
+            w.bytes(name.as_bytes());
+        }
+        w.len(self.values.first().map_or(0, |v| v.max));
+    }
+
+    /// The label values of each dimension and the costs, sorted so equal state saves to
+    /// equal bytes. The dimensions themselves come from the config.
+    pub fn save(&self, w: &mut Writer<'_>) {
+        for values in &self.values {
+            values.save(w);
+        }
+        let mut costs: Vec<_> = self.costs.iter().map(|(&k, &v)| (k, v)).collect();
+        costs.sort_unstable_by_key(|&((channel, code), _)| (channel as u8, code));
+        w.len(costs.len());
+        for ((channel, code), micros) in costs {
+            w.u8(channel as u8);
+            w.u32(code);
+            w.i64(micros);
+        }
+    }
+
+    pub fn load(r: &mut Reader<'_>, config: &MetricsConfig) -> Result<Dimensions, SnapshotError> {
+        r.section("dimensions");
+        let mut dims = Dimensions::new(config);
+        for values in &mut dims.values {
+            *values = TopN::load(r, values.max)?;
+        }
+        let n = r.len(13)?;
+        let campaigns = dims.values[dims.campaign].names.len();
+        for _ in 0..n {
+            let channel = match r.u8()? {
+                c if c == Channel::Online as u8 => Channel::Online,
+                c if c == Channel::Offline as u8 => Channel::Offline,
+                c => return Err(r.corrupt(format_args!("{c} is not a channel"))),
+            };
+            let code = r.u32()?;
+            if code as usize >= campaigns {
+                return Err(r.corrupt(format_args!("cost of unknown campaign code {code}")));
+            }
+            dims.costs.insert((channel, code), r.i64()?);
+        }
+        Ok(dims)
     }
 
     /// (channel, campaign, total cost), sorted for a stable scrape.

@@ -14,7 +14,9 @@
 
 use std::cmp::Ordering;
 
+use super::SnapshotError;
 use super::store::StrRef;
+use crate::codec::{Reader, Writer};
 use crate::event::MAX_ID_BYTES;
 
 const HEX: u8 = 0xc0;
@@ -198,6 +200,32 @@ impl EventIds {
 
     pub fn heap_bytes(&self) -> usize {
         self.bytes.capacity()
+    }
+
+    /// The end of the entry at `at` if one lies inside the store (a snapshot check: it makes
+    /// the accessors safe, not necessarily meaningful).
+    pub fn entry_end(&self, at: usize) -> Option<usize> {
+        let &h = self.bytes.get(at)?;
+        if (LONG..HEX).contains(&h) {
+            self.bytes.get(at + 1)?;
+        }
+        let (start, len, _) = span(&self.bytes, at);
+        Some(start + len).filter(|&end| end <= self.bytes.len())
+    }
+
+    pub fn valid(&self, at: StrRef) -> bool {
+        self.entry_end(at as usize).is_some()
+    }
+
+    /// The raw bytes, dead entries included: offsets stay valid.
+    pub fn save(&self, w: &mut Writer<'_>) {
+        w.bytes(&self.bytes);
+    }
+
+    pub fn load(r: &mut Reader<'_>) -> Result<EventIds, SnapshotError> {
+        Ok(EventIds {
+            bytes: r.bytes()?.to_vec(),
+        })
     }
 }
 

@@ -20,13 +20,19 @@
 use foldhash::fast::RandomState;
 use hashbrown::HashMap;
 
+use super::SnapshotError;
 use super::event_ids::{Encoded, EventIds};
+use super::snapshot::TouchCheck;
 use super::store::{Interner, StrArena};
 use super::timers::TimerQueue;
+use crate::codec::{Reader, Writer};
 use crate::funnel::Touch;
 use crate::time::Millis;
 
 const NONE: u32 = u32::MAX;
+
+/// Bytes of a saved [`Waiting`].
+const WAITING_BYTES: usize = Touch::SAVED_BYTES + 13 + 16;
 
 /// A node waiting touches can be registered on. Its value indexes `Waiting::links`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -422,6 +428,12 @@ impl Identity {
         self.pending_ids = kept;
     }
 
+    /// Contacts with anonymous ids registered on them.
+    #[cfg(test)]
+    pub fn registered_contacts(&self) -> usize {
+        self.anons_by_contact.len()
+    }
+
     /// Touches waiting for an account now.
     pub fn pending(&self) -> usize {
         self.live
@@ -433,6 +445,201 @@ impl Identity {
 
     pub fn anon_count(&self) -> usize {
         self.anons.len()
+    }
+
+    /// Saves the ids, links, waiting touches (freed slots too: their generations tell stale
+    /// expiry entries apart), lists, registrations by contact (sorted by contact), the expiry
+    /// queue and the counts. Indexes, `live` and the byte counts are rebuilt on load.
+    pub fn save(&self, w: &mut Writer<'_>) {
+        self.contacts.save(w);
+        self.anons.save(w);
+        for v in [
+            &self.contact_account,
+            &self.contact_waiting,
+            &self.anon_contact,
+            &self.anon_account,
+            &self.anon_waiting,
+        ] {
+            w.u32s(v);
+        }
+        self.pending_ids.save(w);
+        w.reserve(8 + self.slots.len() * WAITING_BYTES);
+        w.len(self.slots.len());
+        for slot in &self.slots {
+            slot.touch.save(w);
+            w.u32(slot.contact);
+            w.u32(slot.anon);
+            w.u32(slot.generation);
+            w.bool(slot.live);
+            for link in slot.links {
+                w.u32(link.prev);
+                w.u32(link.next);
+            }
+        }
+        w.u32s(&self.free);
+        let mut by_contact: Vec<_> = self.anons_by_contact.iter().collect();
+        by_contact.sort_unstable_by_key(|&(&contact, _)| contact);
+        w.len(by_contact.len());
+        for (&contact, anons) in by_contact {
+            w.u32(contact);
+            w.u32s(anons);
+        }
+        self.expiry.save(w, 16, |w, (deadline, slot, generation)| {
+            w.i64(deadline);
+            w.u32(slot);
+            w.u32(generation);
+        });
+        w.u64(self.conflicts);
+        w.u64(self.unresolved);
+    }
+
+    /// Loads what [`Identity::save`] wrote. Every index is checked against its table, and the
+    /// waiting lists must be well formed, so no later walk can run off a table or forever.
+    pub fn load(
+        r: &mut Reader<'_>,
+        pending_ttl: Millis,
+        arena: &StrArena,
+        accounts: usize,
+        check: &TouchCheck<'_>,
+    ) -> Result<Identity, SnapshotError> {
+        r.section("identity");
+        let mut identity = Identity::new(pending_ttl);
+        identity.contacts = Interner::load(r, arena)?;
+        identity.anons = Interner::load(r, arena)?;
+        let (contacts, anons) = (identity.contacts.len(), identity.anons.len());
+        let mut table = |len: usize, values: usize, what: &str| {
+            let v = r.u32s()?;
+            if v.len() != len || v.iter().any(|&x| x != NONE && x as usize >= values) {
+                return Err(r.corrupt(format_args!("{what} out of range")));
+            }
+            Ok(v)
+        };
+        identity.contact_account = table(contacts, accounts, "contact accounts")?;
+        let contact_waiting = table(contacts, usize::MAX, "contact lists")?;
+        identity.anon_contact = table(anons, contacts, "anonymous contacts")?;
+        identity.anon_account = table(anons, accounts, "anonymous accounts")?;
+        let anon_waiting = table(anons, usize::MAX, "anonymous lists")?;
+
+        r.section("waiting touches");
+        identity.pending_ids = EventIds::load(r)?;
+        let n = r.len(WAITING_BYTES)?;
+        let mut slots = Vec::with_capacity(n);
+        for _ in 0..n {
+            let touch = Touch::load(r)?;
+            let (contact, anon, generation) = (r.u32()?, r.u32()?, r.u32()?);
+            let live = r.bool()?;
+            let mut links = [Link {
+                prev: NONE,
+                next: NONE,
+            }; 2];
+            for link in &mut links {
+                link.prev = r.u32()?;
+                link.next = r.u32()?;
+            }
+            slots.push(Waiting {
+                touch,
+                contact,
+                anon,
+                generation,
+                live,
+                links,
+            });
+        }
+        identity.slots = slots;
+        identity.free = r.u32s()?;
+        identity.contact_waiting = contact_waiting;
+        identity.anon_waiting = anon_waiting;
+        identity.check_waiting(r, check)?;
+
+        r.section("registrations by contact");
+        let k = r.len(12)?;
+        for _ in 0..k {
+            let contact = r.u32()?;
+            let list = r.u32s()?;
+            if contact as usize >= contacts || list.iter().any(|&a| a as usize >= anons) {
+                return Err(r.corrupt("registration out of range"));
+            }
+            identity.by_contact_entries += list.len();
+            identity.anons_by_contact.insert(contact, list);
+        }
+        r.section("expiry queue");
+        let slots = identity.slots.len();
+        identity.expiry = TimerQueue::load(r, 16, |r| {
+            let (deadline, slot, generation) = (r.i64()?, r.u32()?, r.u32()?);
+            if slot as usize >= slots {
+                return Err(r.corrupt(format_args!("expiry of slot {slot}")));
+            }
+            Ok((deadline, slot, generation))
+        })?;
+        identity.conflicts = r.u64()?;
+        identity.unresolved = r.u64()?;
+        Ok(identity)
+    }
+
+    /// Checks loaded slots, free list and list heads, and recomputes `live` and
+    /// `pending_id_bytes`. A live slot's lists must link back to it (`prev` of its `next` is
+    /// itself) through live slots of the same node: `next` is then a permutation of each
+    /// node's slots, so walking a list comes back to its head.
+    fn check_waiting(
+        &mut self,
+        r: &Reader<'_>,
+        check: &TouchCheck<'_>,
+    ) -> Result<(), SnapshotError> {
+        let n = self.slots.len();
+        let (contacts, anons) = (self.contacts.len(), self.anons.len());
+        let mut freed = vec![false; n];
+        for &slot in &self.free {
+            match freed.get_mut(slot as usize) {
+                Some(f) if !*f && !self.slots[slot as usize].live => *f = true,
+                _ => return Err(r.corrupt(format_args!("free slot {slot}"))),
+            }
+        }
+        let mut live = 0;
+        let mut id_bytes = 0;
+        for (i, w) in self.slots.iter().enumerate() {
+            if !w.live {
+                continue;
+            }
+            live += 1;
+            if !check.touch(w.touch, &self.pending_ids) {
+                return Err(r.corrupt(format_args!("waiting touch {i} points outside the tables")));
+            }
+            id_bytes += self.pending_ids.encoded(w.touch.id).len();
+            let nodes = [(w.contact, contacts), (w.anon, anons)];
+            for (k, (node, count)) in nodes.into_iter().enumerate() {
+                if node == NONE {
+                    continue;
+                }
+                let next = w.links[k].next as usize;
+                let linked = node < count as u32
+                    && self.slots.get(next).is_some_and(|x| {
+                        x.live && x.links[k].prev == i as u32 && [x.contact, x.anon][k] == node
+                    });
+                if !linked {
+                    return Err(r.corrupt(format_args!("waiting touch {i} is not in its list")));
+                }
+            }
+        }
+        if live + self.free.len() != n {
+            return Err(r.corrupt("slots neither live nor free"));
+        }
+        let heads = self.contact_waiting.iter().map(|&s| (s, 0)).enumerate();
+        let heads = heads.chain(self.anon_waiting.iter().map(|&s| (s, 1)).enumerate());
+        for (node, (slot, k)) in heads {
+            if slot == NONE {
+                continue;
+            }
+            let ok = self
+                .slots
+                .get(slot as usize)
+                .is_some_and(|w| w.live && [w.contact, w.anon][k] == node as u32);
+            if !ok {
+                return Err(r.corrupt(format_args!("list head {slot} is not on its node")));
+            }
+        }
+        self.live = live;
+        self.pending_id_bytes = id_bytes;
+        Ok(())
     }
 
     pub fn heap_bytes(&self) -> usize {

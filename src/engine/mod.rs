@@ -10,10 +10,12 @@ mod dedup;
 pub mod dims;
 mod event_ids;
 mod identity;
+mod snapshot;
 pub mod store;
 mod timers;
 mod view;
 
+pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
 pub use view::{AccountView, FunnelView, JourneyView, StageView, TouchView};
 
 use crate::config::Config;
@@ -369,5 +371,7 @@ impl StateBytes {
     }
 }
 
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;

@@ -9,6 +9,9 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
+use super::SnapshotError;
+use crate::codec::{Reader, Writer};
+
 /// Offset of a string in a [`StrArena`].
 pub type StrRef = u32;
 
@@ -57,6 +60,35 @@ impl StrArena {
 
     pub fn heap_bytes(&self) -> usize {
         self.bytes.capacity()
+    }
+
+    /// Whether `at` starts a string that lies inside the arena (a snapshot check: it makes
+    /// [`StrArena::get`] safe, not necessarily meaningful).
+    pub fn valid(&self, at: StrRef) -> bool {
+        let at = at as usize;
+        let Some(&first) = self.bytes.get(at) else {
+            return false;
+        };
+        let (len, start) = if first < 0x80 {
+            (first as usize, at + 1)
+        } else {
+            match self.bytes.get(at + 1) {
+                Some(&low) => ((((first & 0x7f) as usize) << 7) | low as usize, at + 2),
+                None => return false,
+            }
+        };
+        start + len <= self.bytes.len()
+    }
+
+    pub fn save(&self, w: &mut Writer<'_>) {
+        w.bytes(&self.bytes);
+    }
+
+    pub fn load(r: &mut Reader<'_>) -> Result<StrArena, SnapshotError> {
+        r.section("string arena");
+        Ok(StrArena {
+            bytes: r.bytes()?.to_vec(),
+        })
     }
 }
 
@@ -109,6 +141,38 @@ impl Interner {
     pub fn heap_bytes(&self) -> usize {
         self.table.capacity() * (size_of::<(u32, StrRef)>() + 1)
             + self.names.capacity() * size_of::<StrRef>()
+    }
+
+    /// Saves the names only: the table is rebuilt on load (its hasher is randomly seeded, so
+    /// its layout means nothing to another process).
+    pub fn save(&self, w: &mut Writer<'_>) {
+        w.reserve(8 + 4 * self.names.len());
+        w.len(self.names.len());
+        for &at in &self.names {
+            w.u32(at);
+        }
+    }
+
+    pub fn load(r: &mut Reader<'_>, arena: &StrArena) -> Result<Interner, SnapshotError> {
+        let n = r.len(4)?;
+        let hasher = RandomState::default();
+        let mut table = HashTable::with_capacity(n);
+        let mut names = Vec::with_capacity(n);
+        for i in 0..n as u32 {
+            let at = r.u32()?;
+            if !arena.valid(at) {
+                return Err(r.corrupt(format_args!("name {i} is not in the string arena")));
+            }
+            names.push(at);
+            table.insert_unique(hasher.hash_one(arena.get(at)), (i, at), |&(_, at)| {
+                hasher.hash_one(arena.get(at))
+            });
+        }
+        Ok(Interner {
+            hasher,
+            table,
+            names,
+        })
     }
 }
 

@@ -7,10 +7,10 @@ use super::*;
 use crate::event::Channel;
 use crate::summary::StageSummary;
 
-const DAY: Millis = 86_400_000;
-const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+pub(super) const DAY: Millis = 86_400_000;
+pub(super) const T0: Millis = 1_767_225_600_000; // 2026-01-01T00:00:00Z
 
-const CONFIG: &str = r#"
+pub(super) const CONFIG: &str = r#"
 [pipeline]
 allowed_lateness = "0s"
 dedup_window = "30d"
@@ -49,7 +49,7 @@ fn engine() -> Engine {
     engine_with(CONFIG)
 }
 
-fn engine_with(text: &str) -> Engine {
+pub(super) fn engine_with(text: &str) -> Engine {
     let mut engine = Engine::new(&Config::parse(text, "test.toml").unwrap()).unwrap();
     // Journeys of two touches or more take the cached append path.
     engine.set_long_journey(2);
@@ -57,7 +57,7 @@ fn engine_with(text: &str) -> Engine {
 }
 
 /// A touch event; the channel is the touchpoint's default from [`CONFIG`].
-fn touch(id: &str, at: Millis, touchpoint: &str) -> Event<'static> {
+pub(super) fn touch(id: &str, at: Millis, touchpoint: &str) -> Event<'static> {
     let online = matches!(touchpoint, "visit" | "webinar" | "note");
     Event {
         event_id: Cow::Owned(id.to_string()),
@@ -81,16 +81,16 @@ fn touch(id: &str, at: Millis, touchpoint: &str) -> Event<'static> {
     }
 }
 
-fn for_account(mut e: Event<'static>, account: &str) -> Event<'static> {
+pub(super) fn for_account(mut e: Event<'static>, account: &str) -> Event<'static> {
     e.account_id = Some(Cow::Owned(account.to_string()));
     e
 }
 
-fn acct(id: &str, at: Millis, touchpoint: &str) -> Event<'static> {
+pub(super) fn acct(id: &str, at: Millis, touchpoint: &str) -> Event<'static> {
     for_account(touch(id, at, touchpoint), "acme")
 }
 
-fn identify(
+pub(super) fn identify(
     id: &str,
     at: Millis,
     account: Option<&str>,
@@ -117,7 +117,7 @@ fn run(engine: &mut Engine, events: &[Event<'static>]) -> Summary {
 }
 
 /// The incremental counters must always equal a recomputation from scratch.
-fn check_incremental(engine: &mut Engine) {
+pub(super) fn check_incremental(engine: &mut Engine) {
     let w = engine.watermark.max(Millis::MIN + 1);
     let fresh = engine.recompute_stats(w);
     assert_eq!(

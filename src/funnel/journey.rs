@@ -2,8 +2,11 @@
 //! starts and ends, when a stage is entered, and whether it converted, dropped or is open.
 
 use super::{Funnel, Funnels, LOST, NO_STAGE, Touch};
+use crate::codec::{Reader, Writer};
 use crate::config::MAX_STAGES;
+use crate::engine::SnapshotError;
 use crate::time::Millis;
+use crate::time::{MAX_MILLIS, MIN_MILLIS};
 
 /// How a journey ended, if it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,6 +114,89 @@ impl Journey {
     /// How many touches it has.
     pub fn touch_count(&self) -> usize {
         self.end_index - self.first
+    }
+
+    /// Every field, `end` as a byte.
+    pub fn save(&self, w: &mut Writer<'_>) {
+        w.u64(self.first as u64);
+        w.u64(self.end_index as u64);
+        w.i64(self.first_time);
+        w.i64(self.last_time);
+        w.u8(self.reached as u8);
+        for s in 0..MAX_STAGES {
+            w.i64(self.entered[s]);
+            w.u32(self.entering_touch[s]);
+            w.u32(self.turns_before[s]);
+            w.u32(self.entered_dims[s]);
+        }
+        w.u16(self.entered_online);
+        w.u8(match self.end {
+            End::Open => 0,
+            End::Won => 1,
+            End::Lost => 2,
+        });
+        w.u32(self.turns);
+        w.bool(self.last_online);
+    }
+
+    /// A journey as saved, checked against the account's `touches` count and its `funnel`.
+    pub fn load(
+        r: &mut Reader<'_>,
+        touches: usize,
+        funnel: &Funnel,
+    ) -> Result<Journey, SnapshotError> {
+        let first = r.u64()?;
+        let end_index = r.u64()?;
+        if first >= end_index || end_index > touches as u64 {
+            return Err(r.corrupt(format_args!(
+                "journey over touches {first}..{end_index} of an account with {touches}"
+            )));
+        }
+        let mut j = Journey {
+            first: first as usize,
+            end_index: end_index as usize,
+            first_time: r.i64()?,
+            last_time: r.i64()?,
+            reached: r.u8()? as usize,
+            entered: [0; MAX_STAGES],
+            entering_touch: [0; MAX_STAGES],
+            turns_before: [0; MAX_STAGES],
+            entered_online: 0,
+            entered_dims: [0; MAX_STAGES],
+            end: End::Open,
+            turns: 0,
+            last_online: false,
+        };
+        if j.reached > funnel.stages.len() {
+            return Err(r.corrupt(format_args!(
+                "journey reached stage {} of {}",
+                j.reached,
+                funnel.stages.len()
+            )));
+        }
+        for s in 0..MAX_STAGES {
+            j.entered[s] = r.i64()?;
+            j.entering_touch[s] = r.u32()?;
+            j.turns_before[s] = r.u32()?;
+            j.entered_dims[s] = r.u32()?;
+            if j.entering_touch[s] >= end_index as u32 && s < j.reached {
+                return Err(r.corrupt("a stage entered by a touch past the journey"));
+            }
+        }
+        let mut times = [j.first_time, j.last_time].into_iter().chain(j.entered);
+        if !times.all(|t| (MIN_MILLIS..=MAX_MILLIS).contains(&t)) {
+            return Err(r.corrupt("a journey time out of range"));
+        }
+        j.entered_online = r.u16()?;
+        j.end = match r.u8()? {
+            0 => End::Open,
+            1 => End::Won,
+            2 => End::Lost,
+            b => return Err(r.corrupt(format_args!("{b} is not a journey end"))),
+        };
+        j.turns = r.u32()?;
+        j.last_online = r.bool()?;
+        Ok(j)
     }
 
     /// Outcome of entered stage `s` (not the last) at `watermark`, SPEC §3:

@@ -12,7 +12,9 @@ pub mod stats;
 use foldhash::fast::RandomState;
 use hashbrown::HashMap;
 
+use crate::codec::{Reader, Writer};
 use crate::config::FunnelConfig;
+use crate::engine::SnapshotError;
 use crate::engine::store::StrRef;
 use crate::time::Millis;
 
@@ -78,6 +80,40 @@ impl Touch {
                 self.flags &= !Touch::start_bit(funnel);
             }
         }
+    }
+
+    /// Bytes of a saved touch.
+    pub const SAVED_BYTES: usize = 20;
+
+    /// Field by field (the struct is packed: no references to its fields), journey marks
+    /// included.
+    pub fn save(self, w: &mut Writer<'_>) {
+        let Touch {
+            time,
+            id,
+            kind,
+            flags,
+            dims,
+        } = self;
+        // One write per touch: accounts hold millions.
+        let mut b = [0; Touch::SAVED_BYTES];
+        b[..8].copy_from_slice(&time.to_le_bytes());
+        b[8..12].copy_from_slice(&id.to_le_bytes());
+        b[12..14].copy_from_slice(&kind.to_le_bytes());
+        b[14..16].copy_from_slice(&flags.to_le_bytes());
+        b[16..].copy_from_slice(&dims.to_le_bytes());
+        w.raw(&b);
+    }
+
+    /// A touch as saved; the caller checks what its fields point to.
+    pub fn load(r: &mut Reader<'_>) -> Result<Touch, SnapshotError> {
+        Ok(Touch {
+            time: r.i64()?,
+            id: r.u32()?,
+            kind: r.u16()?,
+            flags: r.u16()?,
+            dims: r.u32()?,
+        })
     }
 }
 
@@ -202,6 +238,33 @@ impl Funnels {
     pub fn touchpoint_name(&self, kind: u16) -> Option<&str> {
         let t = kind as usize / self.stage_name_count;
         (t > 0).then(|| self.touchpoint_names[t].as_str())
+    }
+
+    /// How many kinds there are: every touch's `kind` is below this.
+    pub fn kinds(&self) -> usize {
+        self.touchpoint_names.len() * self.stage_name_count
+    }
+
+    /// Writes everything stored touches and journeys depend on: the funnels' stages, windows
+    /// and timeouts, the kind numbering and its stage codes. An engine snapshot keeps a
+    /// checksum of it, so state is never restored under funnels that read it differently.
+    pub fn describe(&self, w: &mut Writer<'_>) {
+        w.len(self.funnels.len());
+        for f in &self.funnels {
+            w.bytes(f.name.as_bytes());
+            w.len(f.stages.len());
+            for (stage, &window) in f.stages.iter().zip(&f.windows) {
+                w.bytes(stage.as_bytes());
+                w.i64(window);
+            }
+            w.i64(f.journey_timeout);
+        }
+        w.len(self.touchpoint_names.len());
+        for name in &self.touchpoint_names {
+            w.bytes(name.as_bytes());
+        }
+        w.len(self.stage_name_count);
+        w.bytes(&self.codes);
     }
 
     /// Stage code of a kind in funnel `f`: a stage index, [`NO_STAGE`] or [`LOST`].
