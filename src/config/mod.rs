@@ -16,10 +16,12 @@ use crate::event::Channel;
 use crate::time::{Millis, parse_duration};
 
 mod service;
+mod state;
 
 pub use service::{
     Dimension, HttpConfig, KafkaConfig, MAX_DIMENSIONS, MetricsConfig, ServiceConfig,
 };
+pub use state::{StateConfig, StateLocation};
 
 /// Most stages a funnel may have (SPEC §3).
 pub const MAX_STAGES: usize = 16;
@@ -118,6 +120,8 @@ pub struct RawConfig {
     metrics: service::RawMetrics,
     #[serde(default)]
     service: service::RawServiceSection,
+    #[serde(default)]
+    state: state::RawState,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -249,8 +253,14 @@ impl RawConfig {
             }
             funnels.push(funnel);
         }
-        let service =
-            service::validate(self.kafka, self.http, self.metrics, self.service, &errors)?;
+        let service = service::validate(
+            self.kafka,
+            self.http,
+            self.metrics,
+            self.service,
+            self.state,
+            &errors,
+        )?;
         Ok(Config {
             pipeline,
             identity,

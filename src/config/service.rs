@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::state::{RawState, StateConfig};
 use super::{ConfigError, Errors};
 
 /// librdkafka settings that Spiral owns because correctness depends on them: offsets are
@@ -33,6 +34,8 @@ pub struct ServiceConfig {
     pub metrics: MetricsConfig,
     /// How long a graceful shutdown may take before the process exits anyway.
     pub shutdown_timeout: Duration,
+    /// Checkpoints of the live service's state.
+    pub state: StateConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +132,7 @@ pub(crate) fn validate(
     http: RawHttp,
     metrics: RawMetrics,
     service: RawServiceSection,
+    state: RawState,
     errors: &Errors<'_>,
 ) -> Result<ServiceConfig, ConfigError> {
     let kafka = kafka.map(|k| k.validate(errors)).transpose()?;
@@ -175,11 +179,29 @@ pub(crate) fn validate(
         service.shutdown_timeout.as_deref(),
         30_000,
     )?;
+    let state = state.validate(errors)?;
+    if let Some(kafka) = &kafka
+        && state.location.is_some()
+    {
+        for (section, settings) in [
+            ("kafka.client", &kafka.client),
+            ("kafka.consumer", &kafka.consumer),
+        ] {
+            if settings.contains_key("enable.auto.commit") {
+                return Err(errors.at(
+                    format!("{section}.\"enable.auto.commit\""),
+                    "set by Spiral while [state] is enabled: committed offsets follow durable \
+                     checkpoints, never lead them",
+                ));
+            }
+        }
+    }
     Ok(ServiceConfig {
         kafka,
         http: HttpConfig { listen },
         metrics: MetricsConfig { dimensions, top_n },
         shutdown_timeout: millis(shutdown_timeout),
+        state,
     })
 }
 
