@@ -72,9 +72,14 @@ impl Checkpoints {
     /// Writes and verifies generation `generation`, then prunes old ones. On error the
     /// previous generations are untouched.
     pub fn save(&self, generation: u64, payload: &[u8]) -> io::Result<usize> {
+        self.save_frame(generation, &format::encode(generation, payload))
+    }
+
+    /// [`Checkpoints::save`] of a frame already built with [`format::start`] and
+    /// [`format::finish`] for `generation`.
+    pub fn save_frame(&self, generation: u64, bytes: &[u8]) -> io::Result<usize> {
         let name = Checkpoints::name(generation);
-        let bytes = format::encode(generation, payload);
-        self.storage.put(&name, &bytes)?;
+        self.storage.put(&name, bytes)?;
         let back = self.storage.get(&name)?;
         if back != bytes {
             return Err(io::Error::other(format!(

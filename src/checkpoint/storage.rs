@@ -34,6 +34,16 @@ impl LocalDir {
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<LocalDir> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
+        // A process killed mid-write leaves its temporary file behind; nobody will finish it.
+        for entry in fs::read_dir(&dir)? {
+            let name = entry?.file_name();
+            if name
+                .to_str()
+                .is_some_and(|n| n.starts_with('.') && n.contains(".tmp-"))
+            {
+                let _ = fs::remove_file(dir.join(&name));
+            }
+        }
         Ok(LocalDir { dir })
     }
 }
