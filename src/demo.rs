@@ -15,7 +15,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
-use crate::config::Config;
+use crate::config::{Config, StateLocation};
 use crate::generate::{self, GenerateOptions, LineKind};
 use crate::report;
 use crate::service::{self, Hooks};
@@ -57,6 +57,13 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     }
     cluster.create_topic(&kafka.dlq_topic, 1, 1)?;
     let brokers = kafka.brokers.clone();
+    // The topics are new every time, so state from an earlier demo must not be resumed: the
+    // demo checkpoints into a directory of its own, removed when it ends.
+    let state_dir = tempfile::Builder::new()
+        .prefix("spiral-demo-state-")
+        .tempdir()
+        .context("cannot create the demo's state directory")?;
+    config.service.state.location = Some(StateLocation::Dir(state_dir.path().to_path_buf()));
 
     let produced = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));

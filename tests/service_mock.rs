@@ -177,6 +177,7 @@ fn a_rebalance_moves_partitions_without_reading_anything_twice() {
         &[TOPIC],
         DLQ,
         "mock-rebalance",
+        None,
     ));
     let (runtime_a, a) = start(&config);
     live::settled_summary(a.addr, first.len() as u64, Duration::from_secs(60));

@@ -1,7 +1,8 @@
 //! `spiral run` as a separate process against a real Kafka-API broker (Tansu): the live summary
 //! equals `spiral replay` of the same messages, the dead-letter topic holds exactly the
 //! rejects, a scrape passes `promtool check metrics` and equals the summary, SIGTERM drains and
-//! exits 0 with offsets committed, and a restart reads nothing twice and nothing less.
+//! exits 0 with offsets committed and a checkpoint written, and a restart resumes it and reads
+//! nothing twice and nothing less.
 //!
 //! Needs `tansu` and `promtool` (`scripts/deps.sh` installs both; `scripts/test.sh` runs it).
 
@@ -11,131 +12,16 @@ mod live;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use broker::Broker;
+use live::process::{Running, free_port, route, run_replay, without_late};
 
 const ONLINE: &str = "touchpoints.online";
 const IDENTITY: &str = "identity";
 const DLQ: &str = "spiral.dlq";
 const GROUP: &str = "spiral-tansu-test";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// `spiral run` in its own process, killed if the test fails before stopping it.
-struct Running {
-    child: Option<Child>,
-}
-
-impl Running {
-    fn start(config: &Path, addr: SocketAddr) -> Running {
-        let child = Command::new(env!("CARGO_BIN_EXE_spiral"))
-            .args(["run", "--config"])
-            .arg(config)
-            .env("SPIRAL_HTTP_LISTEN", addr.to_string())
-            .env("RUST_LOG", "warn")
-            .stdin(Stdio::null())
-            .spawn()
-            .expect("spiral run starts");
-        let running = Running { child: Some(child) };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if std::net::TcpStream::connect(addr).is_ok()
-                && live::http_get(addr, "/readyz").0 == 200
-            {
-                return running;
-            }
-            assert!(Instant::now() < deadline, "spiral run never became ready");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-
-    /// SIGTERM, then the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let mut child = self.child.take().expect("running");
-        let status = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .expect("kill");
-        assert!(status.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().expect("wait") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "spiral run did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(child) = &mut self.child {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-/// Keyed messages for one topic.
-type Keyed = Vec<(Option<String>, Vec<u8>)>;
-
-/// Identify events go to the identity topic, everything else (broken lines too) to the online
-/// topic, keyed by whatever id the line carries first, as producers do.
-fn route(lines: &[Vec<u8>]) -> (Keyed, Keyed) {
-    let (mut online, mut identity) = (Vec::new(), Vec::new());
-    for line in lines {
-        let value: Option<serde_json::Value> = serde_json::from_slice(line).ok();
-        let key = value.as_ref().and_then(|v| {
-            ["anonymous_id", "contact_id", "account_id"]
-                .iter()
-                .find_map(|k| v.get(*k)?.as_str().map(str::to_string))
-        });
-        let is_identify = value
-            .as_ref()
-            .is_some_and(|v| v.get("type").and_then(|t| t.as_str()) == Some("identify"));
-        if is_identify {
-            identity.push((key, line.clone()));
-        } else {
-            online.push((key, line.clone()));
-        }
-    }
-    (online, identity)
-}
-
-fn run_replay(config: &Path, input: &Path, watermark: &str, dir: &Path) -> serde_json::Value {
-    let summary = dir.join("replay.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_spiral"))
-        .args(["replay", "-q", "--config"])
-        .arg(config)
-        .args(["--watermark", watermark, "--summary"])
-        .arg(&summary)
-        .arg(input)
-        .output()
-        .expect("spiral replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap()
-}
-
-fn without_late(mut v: serde_json::Value) -> serde_json::Value {
-    v["events"]["late"] = 0.into();
-    v
-}
 
 /// Next offset to read per partition: one past the last record.
 fn ends(records: &[broker::Record]) -> BTreeMap<i32, i64> {
@@ -161,7 +47,14 @@ fn live_service_on_a_real_broker() {
 
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("spiral.toml");
-    let text = live::config_toml(&broker.bootstrap(), &[ONLINE, IDENTITY], DLQ, GROUP);
+    let state = dir.path().join("state");
+    let text = live::config_toml(
+        &broker.bootstrap(),
+        &[ONLINE, IDENTITY],
+        DLQ,
+        GROUP,
+        Some(&state),
+    );
     std::fs::write(&config_path, &text).unwrap();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
 
@@ -284,12 +177,16 @@ fn live_service_on_a_real_broker() {
     want.sort();
     assert_eq!(got, want);
 
-    // A restart reads exactly the messages produced since: nothing twice, nothing less.
+    // A restart resumes the checkpoint written at SIGTERM and reads exactly the messages
+    // produced since: nothing twice, nothing less.
     let (online, identity) = route(later);
     broker.produce(ONLINE, online);
     broker.produce(IDENTITY, identity);
     let spiral = Running::start(&config_path, addr);
-    let after = live::settled_summary(addr, later.len() as u64, Duration::from_secs(120));
-    assert_eq!(after.events.received, later.len() as u64);
+    let after = live::settled_summary(addr, lines.len() as u64, Duration::from_secs(120));
+    assert_eq!(after.events.received, lines.len() as u64);
+    let scrape = live::http_get(addr, "/metrics").1;
+    let values = live::scrape_values(&scrape);
+    assert_eq!(values.get("spiral_checkpoint_restores_total"), Some(&1.0));
     assert!(spiral.terminate().success());
 }

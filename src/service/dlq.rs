@@ -7,6 +7,7 @@
 //! `max.poll.interval.ms` makes librdkafka leave the group; the offsets were not stored, so
 //! whoever gets the partitions reads the messages again.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -86,6 +87,9 @@ pub struct DeliveryLog {
     round: AtomicU64,
     delivered: Mutex<Vec<usize>>,
     last_error: Mutex<Option<String>>,
+    /// The offset after the last letter written, per dead-letter partition: a checkpoint
+    /// records it, so that recovery reads only the letters written after it.
+    written: Mutex<BTreeMap<i32, i64>>,
 }
 
 impl ClientContext for DeliveryLog {}
@@ -96,6 +100,11 @@ impl ProducerContext for DeliveryLog {
 
     fn delivery(&self, result: &DeliveryResult<'_>, opaque: Self::DeliveryOpaque) {
         let (round, index) = *opaque;
+        if let Ok(message) = result {
+            let mut written = self.written.lock().expect("delivery log");
+            let next = written.entry(message.partition()).or_default();
+            *next = (*next).max(message.offset() + 1);
+        }
         match result {
             Ok(_) if round == self.round.load(Ordering::Relaxed) => {
                 self.delivered.lock().expect("delivery log").push(index);
@@ -129,6 +138,20 @@ impl DeadLetters {
             backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(10),
         })
+    }
+
+    /// Where the letters written so far end, per partition of the dead-letter topic.
+    pub fn written(&self) -> BTreeMap<i32, i64> {
+        self.producer.context().written.lock().expect("log").clone()
+    }
+
+    /// Starts from the ends a restored checkpoint recorded.
+    pub fn set_written(&self, written: BTreeMap<i32, i64>) {
+        *self.producer.context().written.lock().expect("log") = written;
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
     }
 
     pub fn push(&mut self, letter: DeadLetter) {

@@ -9,6 +9,8 @@
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::engine::dims::Dimensions;
@@ -16,6 +18,7 @@ use crate::event::RejectReason;
 use crate::funnel::stats::{CONVERSION_BOUNDS_MS, FunnelStats, TURN_BUCKETS};
 use crate::summary::Summary;
 
+use super::durable::CheckpointCounters;
 use super::state::Shared;
 
 /// Renders every metric: the engine's, the consumer's and the process'.
@@ -155,9 +158,60 @@ fn business(shared: &Shared) -> Vec<MetricFamily> {
         MetricType::COUNTER,
         dlq.retries.load(std::sync::atomic::Ordering::Relaxed) as f64,
     );
+    checkpoint_metrics(&mut m, &shared.checkpoints);
     m.0.into_iter()
         .filter(|f| !f.get_metric().is_empty())
         .collect()
+}
+
+fn checkpoint_metrics(m: &mut Families, c: &CheckpointCounters) {
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let last = c.last_success_ms.load(Ordering::Relaxed);
+    if last > 0 {
+        m.single(
+            "spiral_checkpoint_last_success_timestamp_seconds",
+            "When the last durable checkpoint was written (Unix seconds).",
+            MetricType::GAUGE,
+            last as f64 / 1000.0,
+        );
+        m.single(
+            "spiral_checkpoint_duration_seconds",
+            "Time the last durable checkpoint took, snapshot to verified write.",
+            MetricType::GAUGE,
+            get(&c.last_duration_us) / 1e6,
+        );
+        m.single(
+            "spiral_checkpoint_snapshot_seconds",
+            "Time the last checkpoint held the consumer (the engine snapshot).",
+            MetricType::GAUGE,
+            get(&c.last_snapshot_us) / 1e6,
+        );
+        m.single(
+            "spiral_checkpoint_size_bytes",
+            "Size of the last durable checkpoint.",
+            MetricType::GAUGE,
+            get(&c.last_bytes),
+        );
+    }
+    let f = m.family(
+        "spiral_checkpoints_total",
+        "Checkpoints attempted, by result.",
+        MetricType::COUNTER,
+    );
+    counter(f, &[("result", "ok")], get(&c.saved));
+    counter(f, &[("result", "failed")], get(&c.failed));
+    m.single(
+        "spiral_checkpoint_restores_total",
+        "Starts that resumed the state of a checkpoint.",
+        MetricType::COUNTER,
+        get(&c.restores),
+    );
+    m.single(
+        "spiral_checkpoint_fallbacks_total",
+        "Newer checkpoints passed over at restore because they did not verify.",
+        MetricType::COUNTER,
+        get(&c.fallbacks),
+    );
 }
 
 fn stage_metrics(m: &mut Families, summary: &Summary, stats: &[FunnelStats], dims: &Dimensions) {

@@ -4,17 +4,20 @@
 //! - [`pipeline`]: the consumer thread (poll, apply, dead-letter, store offsets).
 //! - [`partitions`]: the per-partition watermark of SPEC §4.
 //! - [`dlq`]: the dead-letter producer that never skips a message.
+//! - [`durable`], [`recovery`]: checkpoints of the state, and starting from the last good one.
 //! - [`metrics`], [`http`]: what the service shows while it runs.
 //!
 //! [`Service::start`] starts it inside a Tokio runtime and returns a handle (tests and the
 //! demo drive it that way); [`run`] is the command: start, wait for SIGTERM or SIGINT, drain.
 
 pub mod dlq;
+pub mod durable;
 pub mod http;
 pub mod metrics;
 pub mod outbox;
 pub mod partitions;
 pub mod pipeline;
+pub mod recovery;
 pub mod state;
 
 use std::net::SocketAddr;
@@ -28,14 +31,19 @@ use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::oneshot;
 
+use crate::checkpoint::Storage;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::event::Decoder;
 
 use dlq::DlqCounters;
+use durable::{CheckpointCounters, Durable};
 use partitions::Partitions;
-use pipeline::Pipeline;
+use pipeline::{Pipeline, Recovery};
 use state::Shared;
+
+/// Longest a start may spend reading the dead-letter topic's letters since the checkpoint.
+const DLQ_SCAN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A running service.
 pub struct Service {
@@ -49,8 +57,18 @@ pub struct Service {
 }
 
 impl Service {
-    /// Binds the HTTP address, joins the consumer group and starts consuming.
+    /// Binds the HTTP address, resumes the last good checkpoint, joins the consumer group and
+    /// starts consuming.
     pub async fn start(config: &Config) -> Result<Service> {
+        Service::start_with_storage(config, None).await
+    }
+
+    /// [`Service::start`] with checkpoints in `storage` instead of the configured location
+    /// (when `[state]` is enabled): for embedding, and for tests that inject storage faults.
+    pub async fn start_with_storage(
+        config: &Config,
+        storage: Option<Box<dyn Storage>>,
+    ) -> Result<Service> {
         let kafka = config.service.kafka.as_ref().ok_or_else(|| {
             anyhow!("the configuration has no [kafka] section: spiral run needs one")
         })?;
@@ -59,13 +77,46 @@ impl Service {
             .await
             .with_context(|| format!("http.listen: cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
-        let engine = Engine::new(config)
-            .map_err(|e| anyhow!(e))?
-            .with_external_watermark();
+        let counters = CheckpointCounters::default();
+        let (engine, partitions, recovery) = match recovery::open(&config.service.state, storage)? {
+            None => {
+                tracing::warn!(
+                    "[state] is disabled: the state starts empty and is not checkpointed"
+                );
+                let engine = Engine::new(config).map_err(|e| anyhow!(e))?;
+                (engine, Partitions::new(kafka.idle_timeout), None)
+            }
+            Some((checkpoints, next_generation)) => {
+                // Blocking reads at start, before anything is served.
+                let restored = recovery::restore(&checkpoints, config, &counters)?;
+                let (engine, positions, dlq_written, ahead) = match restored {
+                    Some(r) => (r.engine, r.positions, r.dlq_written, r.dlq_ahead),
+                    None => (
+                        Engine::new(config).map_err(|e| anyhow!(e))?,
+                        Default::default(),
+                        Default::default(),
+                        Default::default(),
+                    ),
+                };
+                let mut already_dead =
+                    recovery::dead_letters_since(kafka, &dlq_written, DLQ_SCAN_TIMEOUT)?;
+                already_dead.extend(ahead);
+                let durable =
+                    Durable::start(checkpoints, next_generation, config.service.state.interval)?;
+                let partitions = Partitions::new(kafka.idle_timeout).with_positions(positions);
+                let recovery = Recovery {
+                    durable,
+                    dlq_written,
+                    already_dead,
+                };
+                (engine, partitions, Some(recovery))
+            }
+        };
         let shared = Arc::new(Shared {
-            engine: Mutex::new(engine),
-            partitions: Mutex::new(Partitions::new(kafka.idle_timeout)),
+            engine: Mutex::new(engine.with_external_watermark()),
+            partitions: Mutex::new(partitions),
             dlq: DlqCounters::default(),
+            checkpoints: counters,
             allowed_lateness: config.pipeline.allowed_lateness,
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
@@ -76,7 +127,7 @@ impl Service {
             config.touchpoints.iter().cloned(),
         );
         let timeout = config.service.shutdown_timeout;
-        let pipeline = Pipeline::new(shared.clone(), kafka, decoder, timeout)?;
+        let pipeline = Pipeline::new(shared.clone(), kafka, decoder, timeout, recovery)?;
         let (done_tx, consumer_done) = oneshot::channel();
         let thread_shared = shared.clone();
         std::thread::Builder::new()

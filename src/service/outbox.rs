@@ -7,7 +7,7 @@
 //! first) so that one broken message does not cost every batch a producer round trip. A
 //! revocation or shutdown settles everything before committing.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -26,6 +26,9 @@ pub struct Outbox {
     unstored: BTreeMap<(String, i32), i64>,
     pending_letters: usize,
     oldest_letter: Option<Instant>,
+    /// Source coordinates of rejected messages already on the dead-letter topic from before a
+    /// crash (found by recovery): reading them again must not write them twice.
+    already_dead: HashSet<(String, i32, i64)>,
 }
 
 impl Outbox {
@@ -35,6 +38,7 @@ impl Outbox {
             unstored: BTreeMap::new(),
             pending_letters: 0,
             oldest_letter: None,
+            already_dead: HashSet::new(),
         }
     }
 
@@ -49,7 +53,27 @@ impl Outbox {
         }
     }
 
+    pub fn set_already_dead(&mut self, letters: HashSet<(String, i32, i64)>) {
+        self.already_dead = letters;
+    }
+
+    pub fn already_dead(&self) -> &HashSet<(String, i32, i64)> {
+        &self.already_dead
+    }
+
+    pub fn dead_letters(&self) -> &DeadLetters {
+        &self.dead_letters
+    }
+
     pub fn reject(&mut self, letter: DeadLetter) {
+        if !self.already_dead.is_empty()
+            && self
+                .already_dead
+                .remove(&(letter.topic.clone(), letter.partition, letter.offset))
+        {
+            tracing::debug!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, "already on the dead-letter topic");
+            return;
+        }
         self.dead_letters.push(letter);
         self.pending_letters += 1;
         self.oldest_letter.get_or_insert_with(Instant::now);

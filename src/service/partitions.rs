@@ -36,10 +36,23 @@ pub struct PartitionStatus {
     pub idle: bool,
 }
 
+/// How far the engine's state reflects a partition: what a checkpoint records and where a
+/// reassigned partition resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The offset after the last message applied.
+    pub next: i64,
+    /// Newest accepted event time read from the partition.
+    pub newest: Option<Millis>,
+}
+
 #[derive(Debug)]
 pub struct Partitions {
     idle_timeout: Duration,
     parts: BTreeMap<TopicPartition, Partition>,
+    /// Every partition the engine has applied messages of, assigned or not: revocation does
+    /// not take its messages out of the engine, so a partition given back resumes here.
+    positions: BTreeMap<TopicPartition, Position>,
 }
 
 impl Partitions {
@@ -47,13 +60,35 @@ impl Partitions {
         Partitions {
             idle_timeout,
             parts: BTreeMap::new(),
+            positions: BTreeMap::new(),
         }
+    }
+
+    /// Starts from the positions of a restored checkpoint.
+    pub fn with_positions(mut self, positions: BTreeMap<TopicPartition, Position>) -> Partitions {
+        self.positions = positions;
+        self
+    }
+
+    pub fn positions(&self) -> &BTreeMap<TopicPartition, Position> {
+        &self.positions
+    }
+
+    /// Messages up to `next` of the partition were applied.
+    pub fn applied(&mut self, tp: (&str, i32), next: i64, newest: Option<Millis>) {
+        let position = self
+            .positions
+            .entry((tp.0.to_string(), tp.1))
+            .or_insert(Position { next, newest: None });
+        position.next = position.next.max(next);
+        position.newest = position.newest.max(newest);
     }
 
     /// A partition was assigned to this consumer (it keeps what it knew if already there).
     pub fn assign(&mut self, tp: TopicPartition, now: Instant) {
+        let newest = self.positions.get(&tp).and_then(|p| p.newest);
         self.parts.entry(tp).or_insert(Partition {
-            newest: None,
+            newest,
             last_message: now,
             lag: None,
         });

@@ -14,18 +14,25 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use rdkafka::ClientContext;
+use rdkafka::Offset;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, RebalanceProtocol,
+};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::statistics::Statistics;
+use rdkafka::topic_partition_list::TopicPartitionList;
+use rdkafka::types::RDKafkaRespErr;
 
 use crate::config::KafkaConfig;
 use crate::engine::Applied;
 use crate::event::Decoder;
 
 use super::dlq::{DeadLetter, DeadLetters};
+use super::durable::Durable;
 use super::outbox::Outbox;
+use super::partitions::TopicPartition;
 use super::state::Shared;
 
 /// Settings applied before the operator's (they may change them).
@@ -76,11 +83,66 @@ pub fn client_config(kafka: &KafkaConfig, consumer: bool) -> ClientConfig {
 pub struct GroupContext {
     shared: Arc<Shared>,
     outbox: Arc<Mutex<Outbox>>,
+    /// Checkpoints; `None` when `[state]` is disabled.
+    durable: Arc<Mutex<Option<Durable>>>,
+    /// Partitions revoked or assigned by rebalances since the poll loop last looked.
+    moved: Mutex<Vec<TopicPartition>>,
 }
 
 impl GroupContext {
     fn outbox(&self) -> MutexGuard<'_, Outbox> {
         self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn take_moved(&self) -> Vec<TopicPartition> {
+        std::mem::take(&mut *self.moved.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn durable(&self) -> MutexGuard<'_, Option<Durable>> {
+        self.durable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Settles the outbox and makes the state durable (or, without `[state]`, commits the
+    /// stored offsets): before a revocation and at shutdown.
+    fn settle_and_commit(&self, consumer: &BaseConsumer<Self>, why: &str) {
+        let outbox = self.outbox();
+        let mut outbox = outbox;
+        if let Err(error) = outbox.settle(consumer, &self.shared.dlq) {
+            tracing::error!(%error, why, "cannot settle");
+        }
+        match &mut *self.durable() {
+            Some(durable) => {
+                if !durable.now(&self.shared, &outbox, consumer) {
+                    tracing::error!(why, "no checkpoint could be written");
+                }
+            }
+            None => commit(consumer, why),
+        }
+    }
+
+    /// With `[state]`, where each newly assigned partition starts: where the engine's state
+    /// left it, or its beginning when the state has none of it (committed offsets never lead
+    /// the state, so they are not trusted over it).
+    fn place(&self, list: &mut TopicPartitionList) {
+        if self.durable().is_none() {
+            return;
+        }
+        let partitions = self.shared.partitions();
+        let positions = partitions.positions();
+        let assigned: Vec<TopicPartition> = list
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        for tp in assigned {
+            let offset = positions
+                .get(&tp)
+                .map_or(Offset::Beginning, |p| Offset::Offset(p.next));
+            tracing::debug!(topic = %tp.0, partition = tp.1, ?offset, "resuming");
+            if let Err(error) = list.set_partition_offset(&tp.0, tp.1, offset) {
+                tracing::error!(%error, "cannot place a partition");
+            }
+        }
     }
 }
 
@@ -114,15 +176,61 @@ impl ClientContext for GroupContext {
 }
 
 impl ConsumerContext for GroupContext {
+    /// librdkafka's default rebalance, with each assigned partition placed where the state
+    /// resumes it before fetching starts.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        list: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        self.moved.lock().unwrap_or_else(|p| p.into_inner()).extend(
+            list.elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition())),
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.place(list);
+                let result = if cooperative {
+                    consumer.incremental_assign(list)
+                } else {
+                    consumer.assign(list)
+                };
+                self.post_rebalance(consumer, &Rebalance::Assign(list));
+                result
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                self.pre_rebalance(consumer, &Rebalance::Revoke(list));
+                if cooperative {
+                    consumer.incremental_unassign(list)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                let error = KafkaError::Rebalance(other.into());
+                tracing::warn!(%error, "rebalance error");
+                // As librdkafka's default: drop the assignment, the group will hand out a new one.
+                consumer.unassign()
+            }
+        };
+        if let Err(error) = result {
+            tracing::error!(%error, "cannot apply the rebalance");
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
-            // Everything polled so far was applied (rebalance callbacks run inside poll, between
-            // batches); settling delivers its rejects and stores its offsets, so this commit
-            // is exact.
-            if let Err(error) = self.outbox().settle(consumer, &self.shared.dlq) {
-                tracing::error!(%error, "cannot settle before revocation");
-            }
-            commit(consumer, "revocation");
+            // Rebalance callbacks run inside poll, with no batch being applied: settling
+            // delivers the rejects of everything applied and stores its offsets, so the
+            // checkpoint or commit that follows is exact. Messages polled but not applied yet
+            // are dropped by the poll loop and read again (`poll`).
+            self.settle_and_commit(consumer, "revocation");
             let mut partitions = self.shared.partitions();
             for e in list.elements() {
                 partitions.revoke(&(e.topic().to_string(), e.partition()));
@@ -156,10 +264,20 @@ fn commit(consumer: &BaseConsumer<GroupContext>, why: &str) {
     }
 }
 
+/// What a start with `[state]` hands the pipeline.
+pub struct Recovery {
+    pub durable: Durable,
+    /// Where the dead-letter topic ended at the checkpoint.
+    pub dlq_written: std::collections::BTreeMap<i32, i64>,
+    /// Rejected messages already on the dead-letter topic, written after the checkpoint.
+    pub already_dead: std::collections::HashSet<super::recovery::Coordinates>,
+}
+
 pub struct Pipeline {
     shared: Arc<Shared>,
     consumer: BaseConsumer<GroupContext>,
     outbox: Arc<Mutex<Outbox>>,
+    durable: Arc<Mutex<Option<Durable>>>,
     decoder: Decoder,
     poll_batch: usize,
     shutdown_timeout: Duration,
@@ -171,14 +289,34 @@ impl Pipeline {
         kafka: &KafkaConfig,
         decoder: Decoder,
         shutdown_timeout: Duration,
+        recovery: Option<Recovery>,
     ) -> Result<Pipeline> {
         let dead_letters = DeadLetters::new(&client_config(kafka, false), &kafka.dlq_topic)?;
-        let outbox = Arc::new(Mutex::new(Outbox::new(dead_letters)));
+        let mut outbox = Outbox::new(dead_letters);
+        let mut client = client_config(kafka, true);
+        let durable = match recovery {
+            Some(Recovery {
+                durable,
+                dlq_written,
+                already_dead,
+            }) => {
+                outbox.dead_letters().set_written(dlq_written);
+                outbox.set_already_dead(already_dead);
+                // Committed offsets follow durable checkpoints (see `durable`).
+                client.set("enable.auto.commit", "false");
+                Some(durable)
+            }
+            None => None,
+        };
+        let outbox = Arc::new(Mutex::new(outbox));
+        let durable = Arc::new(Mutex::new(durable));
         let context = GroupContext {
             shared: shared.clone(),
             outbox: outbox.clone(),
+            durable: durable.clone(),
+            moved: Mutex::new(Vec::new()),
         };
-        let consumer: BaseConsumer<GroupContext> = client_config(kafka, true)
+        let consumer: BaseConsumer<GroupContext> = client
             .create_with_context(context)
             .context("cannot create the Kafka consumer")?;
         let topics: Vec<&str> = kafka.topics.iter().map(String::as_str).collect();
@@ -189,6 +327,7 @@ impl Pipeline {
             shared,
             consumer,
             outbox,
+            durable,
             decoder,
             poll_batch: kafka.poll_batch,
             shutdown_timeout,
@@ -198,13 +337,9 @@ impl Pipeline {
     /// Consumes until a graceful stop is asked for, then commits and flushes.
     pub fn run(mut self) -> Result<()> {
         let result = self.consume();
-        let flushed = {
-            let mut outbox = self.consumer.context().outbox();
-            outbox
-                .settle(&self.consumer, &self.shared.dlq)
-                .and(outbox.flush(self.shutdown_timeout))
-        };
-        commit(&self.consumer, "shutdown");
+        let context = self.consumer.context();
+        context.settle_and_commit(&self.consumer, "shutdown");
+        let flushed = context.outbox().flush(self.shutdown_timeout);
         self.consumer.unsubscribe();
         result.and(flushed)
     }
@@ -214,6 +349,7 @@ impl Pipeline {
             shared,
             consumer,
             outbox,
+            durable,
             decoder,
             poll_batch,
             ..
@@ -235,6 +371,13 @@ impl Pipeline {
             // Even a graceful stop keeps retrying the dead-letter topic, so that no rejected
             // message is skipped; the shutdown deadline ends the process from outside.
             outbox.after_batch(consumer, &shared.dlq)?;
+            if let Some(durable) = &mut *durable.lock().unwrap_or_else(|p| p.into_inner()) {
+                durable.poll(shared, consumer);
+                if durable.due(shared) {
+                    outbox.settle(consumer, &shared.dlq)?;
+                    durable.begin(shared, &outbox);
+                }
+            }
             timing.add(messages, started, polled, applied);
         }
         timing.log();
@@ -288,7 +431,23 @@ fn poll<'c>(
 ) {
     let mut wait = Duration::from_millis(100);
     while batch.len() < max {
-        match consumer.poll(wait) {
+        let polled = consumer.poll(wait);
+        // A rebalance ran inside that poll: messages of the partitions it moved that were
+        // polled before it are not applied. Their partitions resume where the state left them
+        // (or, without `[state]`, at the offsets committed on revocation), so they are read
+        // again by whoever owns them now; applying them too would count them twice.
+        let moved = consumer.context().take_moved();
+        if !moved.is_empty() {
+            let before = batch.len();
+            batch.retain(|m| !moved.contains(&(m.topic().to_string(), m.partition())));
+            if batch.len() < before {
+                tracing::debug!(
+                    dropped = before - batch.len(),
+                    "messages polled before a rebalance are read again"
+                );
+            }
+        }
+        match polled {
             None => break,
             Some(Ok(message)) => batch.push(message),
             Some(Err(error)) => {
@@ -344,6 +503,7 @@ fn apply(shared: &Shared, decoder: &Decoder, outbox: &mut Outbox, batch: &[Borro
     let mut partitions = shared.partitions();
     for s in &seen {
         partitions.message(s.topic, s.partition, s.newest, now);
+        partitions.applied((s.topic, s.partition), s.offset + 1, s.newest);
         outbox.applied(s.topic, s.partition, s.offset);
     }
     if let Some(time) = partitions.event_time(now) {

@@ -11,12 +11,14 @@ use crate::engine::Engine;
 use crate::time::Millis;
 
 use super::dlq::DlqCounters;
+use super::durable::CheckpointCounters;
 use super::partitions::Partitions;
 
 pub struct Shared {
     pub engine: Mutex<Engine>,
     pub partitions: Mutex<Partitions>,
     pub dlq: DlqCounters,
+    pub checkpoints: CheckpointCounters,
     pub allowed_lateness: Millis,
     /// Partitions are assigned and a poll has completed since.
     pub ready: AtomicBool,

@@ -3,6 +3,8 @@
 //! client, and the replay a live summary must equal.
 #![allow(dead_code)]
 
+pub mod process;
+
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,7 +21,18 @@ use spiral::time::parse_rfc3339;
 
 /// The funnels of the example configuration, with identity and dedup windows long enough that
 /// nothing expires, so that the final numbers do not depend on arrival order (SPEC §4).
-pub fn config_toml(brokers: &str, topics: &[&str], dlq: &str, group: &str) -> String {
+/// `state`: the checkpoint directory, or `None` for no checkpoints.
+pub fn config_toml(
+    brokers: &str,
+    topics: &[&str],
+    dlq: &str,
+    group: &str,
+    state: Option<&std::path::Path>,
+) -> String {
+    let state = match state {
+        Some(dir) => format!("dir = {:?}\ninterval = \"1s\"", dir.display().to_string()),
+        None => "enabled = false".to_string(),
+    };
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/spiral.toml"))
             .expect("config/spiral.toml");
@@ -59,6 +72,9 @@ listen = "127.0.0.1:0"
 
 [service]
 shutdown_timeout = "20s"
+
+[state]
+{state}
 "#
     )
 }
@@ -366,7 +382,7 @@ impl Mock {
             .expect("dead-letter topic");
         let lines = traffic(seed, accounts, events);
         produce(&brokers, MOCK_TOPIC, partitions, &lines);
-        let config = config(&config_toml(&brokers, &[MOCK_TOPIC], MOCK_DLQ, group));
+        let config = config(&config_toml(&brokers, &[MOCK_TOPIC], MOCK_DLQ, group, None));
         Mock {
             cluster,
             brokers,

@@ -1,0 +1,403 @@
+//! Checkpoints of the live service (SPEC §6): the engine's state together with the offsets it
+//! reflects, written every `state.interval`, before partitions are revoked and at shutdown.
+//!
+//! A checkpoint is taken on the consumer thread between batches, after the outbox settled
+//! (every rejected message up to the positions is on the dead-letter topic), so the engine,
+//! the positions and the dead-letter topic agree. Taking it costs one snapshot of the engine
+//! under its lock; writing it (fsync, read-back, pruning) happens on a thread of its own while
+//! consuming goes on. Kafka's committed offsets follow a checkpoint once it is durable, never
+//! lead it: they stay right for lag tools, and the checkpoint stays the source of truth.
+//!
+//! The payload: `SPIRALSV`, a little-endian `u32` length, a JSON header (positions and
+//! dead-letter ends), then the engine snapshot.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, sync_channel};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, anyhow, bail};
+use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext};
+use rdkafka::topic_partition_list::TopicPartitionList;
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{Checkpoints, format};
+
+use super::outbox::Outbox;
+use super::partitions::{Position, TopicPartition};
+use super::state::Shared;
+
+const MAGIC: &[u8; 8] = b"SPIRALSV";
+
+/// Checkpoint figures, exported as metrics.
+#[derive(Debug, Default)]
+pub struct CheckpointCounters {
+    /// Unix milliseconds of the last durable checkpoint (0: none yet).
+    pub last_success_ms: AtomicI64,
+    pub last_duration_us: AtomicU64,
+    pub last_bytes: AtomicU64,
+    /// Time the consumer was held for the last snapshot (the rest is written beside it).
+    pub last_snapshot_us: AtomicU64,
+    pub saved: AtomicU64,
+    pub failed: AtomicU64,
+    /// Starts from a checkpoint (0 or 1 per process).
+    pub restores: AtomicU64,
+    /// Newer checkpoints passed over at restore because they did not verify.
+    pub fallbacks: AtomicU64,
+}
+
+/// What a checkpoint holds besides the engine (whose snapshot checks that the funnels and
+/// dimensions it was taken with are the configured ones).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub positions: Vec<SavedPosition>,
+    pub dlq_topic: String,
+    /// Offset after the last letter written, per dead-letter partition.
+    pub dlq_written: Vec<(i32, i64)>,
+    /// Letters already on the dead-letter topic, before `dlq_written`, for messages past the
+    /// positions: written by a run that crashed, found by the recovery of this one, and not
+    /// reached again yet. A recovery from this checkpoint must skip them too.
+    #[serde(default)]
+    pub dlq_ahead: Vec<(String, i32, i64)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedPosition {
+    pub topic: String,
+    pub partition: i32,
+    pub next: i64,
+    pub newest: Option<i64>,
+}
+
+impl Header {
+    pub fn positions(&self) -> BTreeMap<TopicPartition, Position> {
+        self.positions
+            .iter()
+            .map(|p| {
+                (
+                    (p.topic.clone(), p.partition),
+                    Position {
+                        next: p.next,
+                        newest: p.newest,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// Appends a payload to `out`: a header and an engine snapshot (appended by `engine`).
+pub fn encode(out: &mut Vec<u8>, header: &Header, engine: impl FnOnce(&mut Vec<u8>)) {
+    let json = serde_json::to_vec(header).expect("a header serializes");
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    engine(out);
+}
+
+/// The header and the engine snapshot of a payload.
+pub fn decode(payload: &[u8]) -> Result<(Header, &[u8])> {
+    let rest = payload
+        .strip_prefix(MAGIC.as_slice())
+        .ok_or_else(|| anyhow!("not a Spiral service checkpoint"))?;
+    if rest.len() < 4 {
+        bail!("checkpoint header is truncated");
+    }
+    let len = u32::from_le_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+    let rest = &rest[4..];
+    if rest.len() < len {
+        bail!("checkpoint header is truncated");
+    }
+    let header = serde_json::from_slice(&rest[..len]).context("checkpoint header")?;
+    Ok((header, &rest[len..]))
+}
+
+struct Job {
+    generation: u64,
+    /// The checkpoint file, framed ([`format::start`]).
+    frame: Vec<u8>,
+    positions: BTreeMap<TopicPartition, Position>,
+    started: Instant,
+}
+
+struct Done {
+    generation: u64,
+    result: io::Result<usize>,
+    /// The job's buffer, handed back for the next checkpoint.
+    frame: Vec<u8>,
+    positions: BTreeMap<TopicPartition, Position>,
+    started: Instant,
+}
+
+/// The consumer thread's side of checkpointing.
+pub struct Durable {
+    interval: Duration,
+    last: Instant,
+    next_generation: u64,
+    jobs: SyncSender<Job>,
+    done: Receiver<Done>,
+    in_flight: bool,
+    /// The buffer checkpoints are built in, while no write holds it.
+    frame: Vec<u8>,
+    /// Positions of the last durable checkpoint.
+    saved_positions: Option<BTreeMap<TopicPartition, Position>>,
+}
+
+impl Durable {
+    /// Starts the writer thread. `next_generation` is above every generation in storage.
+    pub fn start(
+        checkpoints: Checkpoints,
+        next_generation: u64,
+        interval: Duration,
+    ) -> Result<Durable> {
+        let (jobs, job_rx) = sync_channel::<Job>(1);
+        let (done_tx, done) = sync_channel::<Done>(1);
+        std::thread::Builder::new()
+            .name("spiral-checkpoint".into())
+            .spawn(move || {
+                for job in job_rx {
+                    let result = checkpoints.save_frame(job.generation, &job.frame);
+                    let done = Done {
+                        generation: job.generation,
+                        result,
+                        frame: job.frame,
+                        positions: job.positions,
+                        started: job.started,
+                    };
+                    if done_tx.send(done).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("cannot start the checkpoint writer")?;
+        Ok(Durable {
+            interval,
+            last: Instant::now(),
+            next_generation,
+            jobs,
+            done,
+            in_flight: false,
+            frame: Vec::new(),
+            saved_positions: None,
+        })
+    }
+
+    /// Whether a periodic checkpoint is due: none is being written, the interval has passed,
+    /// and messages were applied since the last one (an idle service writes nothing; the
+    /// watermark moving on idle partitions is recomputed the same way after a restart).
+    pub fn due(&self, shared: &Shared) -> bool {
+        !self.in_flight
+            && self.last.elapsed() >= self.interval
+            && self.saved_positions.as_ref() != Some(shared.partitions().positions())
+    }
+
+    /// Takes a snapshot and hands it to the writer. The caller has settled the outbox.
+    pub fn begin(&mut self, shared: &Shared, outbox: &Outbox) {
+        let dead_letters = outbox.dead_letters();
+        let started = Instant::now();
+        let positions = shared.partitions().positions().clone();
+        let header = Header {
+            positions: positions
+                .iter()
+                .map(|((topic, partition), p)| SavedPosition {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    next: p.next,
+                    newest: p.newest,
+                })
+                .collect(),
+            dlq_topic: dead_letters.topic().to_string(),
+            dlq_written: dead_letters.written().into_iter().collect(),
+            dlq_ahead: outbox
+                .already_dead()
+                .iter()
+                .filter(|(topic, partition, offset)| {
+                    positions
+                        .get(&(topic.clone(), *partition))
+                        .is_none_or(|p| *offset >= p.next)
+                })
+                .cloned()
+                .collect(),
+        };
+        let mut frame = std::mem::take(&mut self.frame);
+        format::start(&mut frame);
+        {
+            let engine = shared.engine();
+            encode(&mut frame, &header, |out| engine.snapshot(out));
+        }
+        format::finish(&mut frame, self.next_generation);
+        shared
+            .checkpoints
+            .last_snapshot_us
+            .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        let job = Job {
+            generation: self.next_generation,
+            frame,
+            positions,
+            started,
+        };
+        self.next_generation += 1;
+        self.last = Instant::now();
+        self.in_flight = true;
+        if self.jobs.send(job).is_err() {
+            // The writer thread is gone (it only ends with this handle): count it as failed.
+            self.in_flight = false;
+            shared.checkpoints.failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("the checkpoint writer has stopped");
+        }
+    }
+
+    /// Handles a finished write, if any: on success Kafka's committed offsets catch up.
+    pub fn poll<C: ConsumerContext>(&mut self, shared: &Shared, consumer: &BaseConsumer<C>) {
+        match self.done.try_recv() {
+            Ok(done) => self.finish(done, shared, consumer, CommitMode::Async),
+            Err(TryRecvError::Empty) => {}
+            Err(TryRecvError::Disconnected) => self.in_flight = false,
+        }
+    }
+
+    /// A checkpoint now, waiting until it is durable and its offsets committed (revocation,
+    /// shutdown). Returns whether it was written.
+    pub fn now<C: ConsumerContext>(
+        &mut self,
+        shared: &Shared,
+        outbox: &Outbox,
+        consumer: &BaseConsumer<C>,
+    ) -> bool {
+        if self.in_flight
+            && let Ok(done) = self.done.recv()
+        {
+            self.finish(done, shared, consumer, CommitMode::Async);
+        }
+        if let Some(saved) = &self.saved_positions
+            && saved == shared.partitions().positions()
+        {
+            // Nothing applied since the last durable checkpoint.
+            commit(consumer, saved, CommitMode::Sync);
+            return true;
+        }
+        self.begin(shared, outbox);
+        match self.done.recv() {
+            Ok(done) => {
+                let ok = done.result.is_ok();
+                self.finish(done, shared, consumer, CommitMode::Sync);
+                ok
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn finish<C: ConsumerContext>(
+        &mut self,
+        done: Done,
+        shared: &Shared,
+        consumer: &BaseConsumer<C>,
+        mode: CommitMode,
+    ) {
+        self.in_flight = false;
+        self.frame = done.frame;
+        let counters = &shared.checkpoints;
+        let took = done.started.elapsed();
+        match done.result {
+            Ok(bytes) => {
+                counters.saved.fetch_add(1, Ordering::Relaxed);
+                counters.last_bytes.store(bytes as u64, Ordering::Relaxed);
+                counters
+                    .last_duration_us
+                    .store(took.as_micros() as u64, Ordering::Relaxed);
+                counters
+                    .last_success_ms
+                    .store(unix_ms(SystemTime::now()), Ordering::Relaxed);
+                tracing::debug!(
+                    generation = done.generation,
+                    bytes,
+                    ms = took.as_millis() as u64,
+                    "checkpoint written"
+                );
+                commit(consumer, &done.positions, mode);
+                self.saved_positions = Some(done.positions);
+            }
+            Err(error) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                // The previous generation is intact; Kafka's offsets stay behind it.
+                tracing::error!(
+                    generation = done.generation,
+                    %error,
+                    "checkpoint failed: state since the last good one would be read again after a crash"
+                );
+            }
+        }
+    }
+}
+
+fn commit<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    positions: &BTreeMap<TopicPartition, Position>,
+    mode: CommitMode,
+) {
+    // Only partitions this member holds now: a commit outside a group generation fails
+    // (and, on the mock cluster, disturbs the join); the new owner of a partition moved away
+    // commits from its own checkpoint.
+    let assigned = match consumer.assignment() {
+        Ok(list) => list,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the assignment");
+            return;
+        }
+    };
+    let mut list = TopicPartitionList::with_capacity(positions.len());
+    for ((topic, partition), position) in positions {
+        if assigned.find_partition(topic, *partition).is_none() {
+            continue;
+        }
+        let offset = Offset::Offset(position.next);
+        if let Err(error) = list.add_partition_offset(topic, *partition, offset) {
+            tracing::warn!(%error, "cannot list an offset to commit");
+        }
+    }
+    if list.count() == 0 {
+        return;
+    }
+    if let Err(error) = consumer.commit(&list, mode) {
+        tracing::warn!(%error, "cannot commit the checkpoint's offsets");
+    }
+}
+
+fn unix_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_round_trips_and_rejects_garbage() {
+        let header = Header {
+            positions: vec![SavedPosition {
+                topic: "t".into(),
+                partition: 2,
+                next: 41,
+                newest: Some(1_767_225_600_000),
+            }],
+            dlq_topic: "dlq".into(),
+            dlq_written: vec![(0, 7)],
+            dlq_ahead: vec![("t".into(), 2, 45)],
+        };
+        let mut payload = Vec::new();
+        encode(&mut payload, &header, |out| {
+            out.extend_from_slice(b"engine")
+        });
+        let (back, engine) = decode(&payload).unwrap();
+        assert_eq!(back, header);
+        assert_eq!(engine, b"engine");
+        assert_eq!(back.positions()[&("t".to_string(), 2)].next, 41);
+        for cut in 0..payload.len() - 6 {
+            assert!(decode(&payload[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Starting from the last good checkpoint (SPEC §6).
+//!
+//! Recovery loads the newest checkpoint that verifies (a torn or corrupted newer one is
+//! reported and passed over), refuses state computed under other funnel settings, rebuilds
+//! the engine, and reads the dead-letter topic from the ends the checkpoint recorded: the
+//! letters found there were written after the checkpoint, before the crash, and reading their
+//! messages again must not write them twice. Letters an earlier recovery found and the run has
+//! not reached again when it checkpoints travel in the checkpoint (`dlq_ahead`): they lie
+//! before its dead-letter ends, so no scan would find them again.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use rdkafka::ClientContext;
+use rdkafka::Offset;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::TopicPartitionList;
+
+use crate::checkpoint::{Checkpoints, LocalDir, Objects, Storage};
+use crate::config::{Config, KafkaConfig, StateConfig, StateLocation};
+use crate::engine::Engine;
+
+use super::dlq::{OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER};
+use super::durable::{self, CheckpointCounters};
+use super::partitions::{Position, TopicPartition};
+use super::pipeline::client_config;
+
+/// Source coordinates of a message: topic, partition, offset.
+pub type Coordinates = (String, i32, i64);
+
+/// What a start from a checkpoint resumes.
+pub struct Restored {
+    pub engine: Engine,
+    pub positions: BTreeMap<TopicPartition, Position>,
+    pub dlq_written: BTreeMap<i32, i64>,
+    /// Letters the checkpoint knew to be on the topic ahead of its positions.
+    pub dlq_ahead: HashSet<Coordinates>,
+    pub generation: u64,
+}
+
+/// The checkpoint store of `state` (or `storage` in its place), with the generation the next
+/// checkpoint gets.
+pub fn open(
+    state: &StateConfig,
+    storage: Option<Box<dyn Storage>>,
+) -> Result<Option<(Checkpoints, u64)>> {
+    let Some(location) = &state.location else {
+        return Ok(None);
+    };
+    let storage: Box<dyn Storage> = match (storage, location) {
+        (Some(storage), _) => storage,
+        (None, StateLocation::Dir(dir)) => {
+            Box::new(LocalDir::new(dir).with_context(|| format!("state.dir: cannot use {dir:?}"))?)
+        }
+        (None, StateLocation::Url { url, options }) => Box::new(object_store(url, options)?),
+    };
+    let checkpoints = Checkpoints::new(storage, state.keep);
+    let next = checkpoints
+        .generations()
+        .context("state: cannot list checkpoints")?
+        .first()
+        .map_or(1, |g| g + 1);
+    Ok(Some((checkpoints, next)))
+}
+
+fn object_store(url: &str, options: &BTreeMap<String, String>) -> Result<Objects> {
+    let parsed = url::Url::parse(url).with_context(|| format!("state.url: {url:?}"))?;
+    let (store, prefix): (Arc<dyn object_store::ObjectStore>, _) = match parsed.scheme() {
+        // Credentials and region come from the usual AWS_* variables; options override them.
+        "s3" | "s3a" => {
+            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
+            for (key, value) in options {
+                let key = key
+                    .parse()
+                    .map_err(|e| anyhow!("state.options.{key}: {e}"))?;
+                builder = builder.with_config(key, value);
+            }
+            let prefix = parsed.path().trim_start_matches('/').to_string();
+            (
+                Arc::new(builder.build().context("state.url: cannot configure S3")?),
+                prefix,
+            )
+        }
+        _ => {
+            let (store, path) = object_store::parse_url_opts(&parsed, options)
+                .with_context(|| format!("state.url: {url:?}"))?;
+            (Arc::from(store), path.to_string())
+        }
+    };
+    Objects::new(store, &prefix).context("state.url: cannot start the object store client")
+}
+
+/// Loads the newest good checkpoint, or `None` when there is none (a first start).
+pub fn restore(
+    checkpoints: &Checkpoints,
+    config: &Config,
+    counters: &CheckpointCounters,
+) -> Result<Option<Restored>> {
+    let started = Instant::now();
+    let Some(loaded) = checkpoints
+        .latest()
+        .context("state: refusing to start on state that cannot be verified; move the bad checkpoints away to start empty")?
+    else {
+        tracing::info!("no checkpoint: starting with empty state");
+        return Ok(None);
+    };
+    // `latest` logged each checkpoint it passed over, and why.
+    counters
+        .fallbacks
+        .store(loaded.skipped.len() as u64, Ordering::Relaxed);
+    let (header, engine) = durable::decode(&loaded.payload)
+        .with_context(|| format!("state: checkpoint generation {}", loaded.generation))?;
+    let engine = Engine::restore(config, engine)
+        .map_err(|e| anyhow!("state: checkpoint generation {}: {e}", loaded.generation))?;
+    counters.restores.fetch_add(1, Ordering::Relaxed);
+    let restored = Restored {
+        engine,
+        positions: header.positions(),
+        dlq_written: header.dlq_written.iter().copied().collect(),
+        dlq_ahead: header.dlq_ahead.into_iter().collect(),
+        generation: loaded.generation,
+    };
+    tracing::info!(
+        generation = restored.generation,
+        partitions = restored.positions.len(),
+        bytes = loaded.payload.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "state restored from checkpoint"
+    );
+    Ok(Some(restored))
+}
+
+/// Source coordinates of the letters on the dead-letter topic from `from` (per partition;
+/// partitions not listed from their start) to the end.
+pub fn dead_letters_since(
+    kafka: &KafkaConfig,
+    from: &BTreeMap<i32, i64>,
+    timeout: Duration,
+) -> Result<HashSet<Coordinates>> {
+    let started = Instant::now();
+    let mut config = client_config(kafka, true);
+    // A group of its own, only because librdkafka wants one to assign partitions: nothing
+    // is committed to it.
+    config
+        .set("group.id", format!("{}.recovery", kafka.group_id))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "true")
+        .set("auto.offset.reset", "earliest");
+    let consumer: BaseConsumer<Quiet> = config
+        .create_with_context(Quiet)
+        .context("cannot create the dead-letter reader")?;
+    let metadata = consumer
+        .fetch_metadata(Some(&kafka.dlq_topic), timeout)
+        .with_context(|| format!("cannot read the metadata of {}", kafka.dlq_topic))?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        bail!("kafka.dlq_topic: {} has no partitions", kafka.dlq_topic);
+    }
+    let mut list = TopicPartitionList::new();
+    for &p in &partitions {
+        let offset = from
+            .get(&p)
+            .map_or(Offset::Beginning, |&o| Offset::Offset(o));
+        list.add_partition_offset(&kafka.dlq_topic, p, offset)?;
+    }
+    consumer.assign(&list)?;
+    let mut open: HashSet<i32> = partitions.iter().copied().collect();
+    let mut found = HashSet::new();
+    while !open.is_empty() {
+        if started.elapsed() > timeout {
+            bail!(
+                "cannot read {} to its end within {timeout:?} (still open: {open:?})",
+                kafka.dlq_topic
+            );
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(KafkaError::PartitionEOF(p))) => {
+                open.remove(&p);
+            }
+            Some(Err(error)) => tracing::warn!(%error, "reading the dead-letter topic"),
+            Some(Ok(message)) => {
+                if let Some(coordinates) = source_of(&message) {
+                    found.insert(coordinates);
+                }
+            }
+        }
+    }
+    tracing::info!(
+        ?from,
+        letters = found.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "dead letters written after the checkpoint found"
+    );
+    Ok(found)
+}
+
+/// The reader's context: reaching the end of a partition is what it waits for, not an error.
+struct Quiet;
+
+impl ClientContext for Quiet {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::warn!(target: "librdkafka", %error, "{reason}");
+        }
+    }
+}
+
+impl ConsumerContext for Quiet {}
+
+fn source_of(message: &impl Message) -> Option<Coordinates> {
+    let headers = message.headers()?;
+    let (mut topic, mut partition, mut offset) = (None, None, None);
+    for header in headers.iter() {
+        let value = header.value.and_then(|v| std::str::from_utf8(v).ok());
+        match header.key {
+            TOPIC_HEADER => topic = value.map(str::to_string),
+            PARTITION_HEADER => partition = value.and_then(|v| v.parse().ok()),
+            OFFSET_HEADER => offset = value.and_then(|v| v.parse().ok()),
+            _ => {}
+        }
+    }
+    Some((topic?, partition?, offset?))
+}

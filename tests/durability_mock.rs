@@ -1,0 +1,228 @@
+//! Durable state in process, on librdkafka's mock cluster (SPEC §6, issue #4), each run
+//! compared with a replay of the same messages: the broker going down and up, torn and
+//! corrupted checkpoints, a full disk, and state that cannot be trusted at all.
+
+mod live;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use spiral::checkpoint::{LocalDir, Storage};
+use spiral::config::{Config, StateLocation};
+use spiral::service::Service;
+
+fn with_state(config: &Config, dir: &Path) -> Config {
+    let mut config = config.clone();
+    config.service.state.location = Some(StateLocation::Dir(dir.to_path_buf()));
+    config.service.state.interval = Duration::from_millis(300);
+    config
+}
+
+fn start(config: &Config, storage: Option<Box<dyn Storage>>) -> (tokio::runtime::Runtime, Service) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let service = runtime
+        .block_on(Service::start_with_storage(config, storage))
+        .expect("service starts");
+    (runtime, service)
+}
+
+fn metric(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
+    live::scrape_values(&live::http_get(addr, "/metrics").1)
+        .get(name)
+        .copied()
+}
+
+/// Checkpoint files in `dir`, newest first.
+fn checkpoints(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "bin"))
+        .collect();
+    files.sort();
+    files.reverse();
+    files
+}
+
+#[test]
+fn broker_down_and_up_loses_nothing_and_a_restart_resumes_exactly() {
+    let mock = live::Mock::new(3, 51, 600, 6_000, "durable-broker");
+    let state = tempfile::tempdir().unwrap();
+    let config = with_state(&mock.config, state.path());
+    let (runtime, service) = start(&config, None);
+    let addr = service.addr;
+    std::thread::sleep(Duration::from_millis(3_500));
+    // The only broker goes away for a few seconds, through at least one checkpoint.
+    mock.cluster.broker_down(1).expect("broker down");
+    std::thread::sleep(Duration::from_secs(3));
+    mock.cluster.broker_up(1).expect("broker up");
+    let summary = live::settled_summary(addr, mock.lines.len() as u64, Duration::from_secs(90));
+    assert!(metric(addr, "spiral_checkpoint_last_success_timestamp_seconds").is_some());
+    runtime.block_on(service.stop()).expect("clean stop");
+    let (replayed, _) = live::replay(&config, &mock.lines, summary.watermark.as_deref());
+    assert_eq!(
+        live::order_free(summary.clone()),
+        live::order_free(replayed)
+    );
+
+    // A restart resumes the shutdown checkpoint: the same numbers, nothing read again.
+    let (runtime, service) = start(&config, None);
+    let again = live::settled_summary(
+        service.addr,
+        mock.lines.len() as u64,
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        metric(service.addr, "spiral_checkpoint_restores_total"),
+        Some(1.0)
+    );
+    runtime.block_on(service.stop()).expect("clean stop");
+    assert_eq!(again, summary);
+}
+
+#[test]
+fn torn_and_corrupted_checkpoints_fall_back_to_an_older_generation() {
+    let mock = live::Mock::new(2, 52, 400, 4_000, "durable-torn");
+    let state = tempfile::tempdir().unwrap();
+    let config = with_state(&mock.config, state.path());
+    let (runtime, service) = start(&config, None);
+    let summary = live::settled_summary(
+        service.addr,
+        mock.lines.len() as u64,
+        Duration::from_secs(60),
+    );
+    // Let a few periodic checkpoints pass, so three generations are kept.
+    std::thread::sleep(Duration::from_secs(1));
+    runtime.block_on(service.stop()).expect("clean stop");
+
+    let files = checkpoints(state.path());
+    assert_eq!(files.len(), 3, "{files:?}");
+    // The newest is torn (a crash during a non-atomic copy), the next has a flipped byte.
+    let newest = std::fs::read(&files[0]).unwrap();
+    std::fs::write(&files[0], &newest[..newest.len() / 2]).unwrap();
+    let mut second = std::fs::read(&files[1]).unwrap();
+    let middle = second.len() / 2;
+    second[middle] ^= 0x40;
+    std::fs::write(&files[1], &second).unwrap();
+
+    let (runtime, service) = start(&config, None);
+    let resumed = live::settled_summary(
+        service.addr,
+        mock.lines.len() as u64,
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        metric(service.addr, "spiral_checkpoint_fallbacks_total"),
+        Some(2.0)
+    );
+    assert_eq!(
+        metric(service.addr, "spiral_checkpoint_restores_total"),
+        Some(1.0)
+    );
+    runtime.block_on(service.stop()).expect("clean stop");
+    assert_eq!(live::order_free(resumed), live::order_free(summary));
+
+    // When no generation verifies, Spiral refuses to start rather than guess.
+    for file in checkpoints(state.path()) {
+        let mut bytes = std::fs::read(&file).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        std::fs::write(&file, bytes).unwrap();
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let error = match runtime.block_on(Service::start(&config)) {
+        Ok(_) => panic!("started on state that does not verify"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(error.contains("no usable checkpoint"), "{error}");
+}
+
+/// Local storage whose writes fail while `full` is set, like a full disk.
+#[derive(Debug)]
+struct Full {
+    inner: LocalDir,
+    full: Arc<AtomicBool>,
+}
+
+impl Storage for Full {
+    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        if self.full.load(Ordering::Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device (injected)",
+            ));
+        }
+        self.inner.put(name, bytes)
+    }
+
+    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.inner.get(name)
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.inner.list()
+    }
+
+    fn delete(&self, name: &str) -> io::Result<()> {
+        self.inner.delete(name)
+    }
+}
+
+#[test]
+fn a_full_disk_is_reported_and_never_gives_wrong_numbers() {
+    let mock = live::Mock::new(2, 53, 400, 4_000, "durable-full");
+    let state = tempfile::tempdir().unwrap();
+    let config = with_state(&mock.config, state.path());
+    let full = Arc::new(AtomicBool::new(true));
+    let storage = Full {
+        inner: LocalDir::new(state.path()).unwrap(),
+        full: full.clone(),
+    };
+    let (runtime, service) = start(&config, Some(Box::new(storage)));
+    let addr = service.addr;
+    let summary = live::settled_summary(addr, mock.lines.len() as u64, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    let scrape = live::scrape_values(&live::http_get(addr, "/metrics").1);
+    assert!(
+        scrape["spiral_checkpoints_total{result=\"failed\"}"] >= 1.0,
+        "{scrape:?}"
+    );
+    assert_eq!(scrape["spiral_checkpoints_total{result=\"ok\"}"], 0.0);
+    assert!(!scrape.contains_key("spiral_checkpoint_last_success_timestamp_seconds"));
+    // Nothing durable: a restart on this state reads everything again, from the start, and
+    // counts it once.
+    runtime
+        .block_on(service.stop())
+        .expect("a stop with a full disk still drains");
+    assert!(checkpoints(state.path()).is_empty());
+    let (runtime, service) = start(&config, None);
+    let again = live::settled_summary(
+        service.addr,
+        mock.lines.len() as u64,
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        metric(service.addr, "spiral_checkpoint_restores_total"),
+        Some(0.0)
+    );
+    runtime.block_on(service.stop()).expect("clean stop");
+    assert_eq!(live::order_free(again), live::order_free(summary.clone()));
+
+    // Space comes back: checkpoints succeed again and a restart resumes them.
+    full.store(false, Ordering::Relaxed);
+    let storage = Full {
+        inner: LocalDir::new(state.path()).unwrap(),
+        full,
+    };
+    let (runtime, service) = start(&config, Some(Box::new(storage)));
+    live::settled_summary(
+        service.addr,
+        mock.lines.len() as u64,
+        Duration::from_secs(60),
+    );
+    runtime.block_on(service.stop()).expect("clean stop");
+    assert!(!checkpoints(state.path()).is_empty());
+}

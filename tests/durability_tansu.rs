@@ -1,0 +1,168 @@
+//! Durable state against a real broker (Tansu), with `spiral replay` as the oracle (SPEC §6,
+//! issue #4): `spiral run` is killed with SIGKILL at random moments while 200 000 generated
+//! messages are being produced and read, restarted each time, and must end with the summary
+//! of a replay of the same messages and every rejected message exactly once on the
+//! dead-letter topic.
+//!
+//! Needs `tansu` (`scripts/deps.sh` installs it; `scripts/test.sh` runs this).
+
+mod broker;
+mod live;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use broker::Broker;
+use live::process::{Running, free_port, route, run_replay, without_late};
+
+const ONLINE: &str = "touchpoints.online";
+const IDENTITY: &str = "identity";
+const DLQ: &str = "spiral.dlq";
+const GROUP: &str = "spiral-durability-test";
+
+/// Kills, at least 10 (issue #4).
+const KILLS: usize = 12;
+
+/// The live-test configuration with checkpoints every second into `state`. The dead-letter
+/// producer writes one record per batch: Tansu 0.6.0 resumes a read in the middle of a batch
+/// by skipping the rest of it, and recovery reads the dead-letter topic from where the last
+/// checkpoint left it.
+fn write_config(dir: &Path, broker: &Broker, state: &Path) -> std::path::PathBuf {
+    let mut text = live::config_toml(
+        &broker.bootstrap(),
+        &[ONLINE, IDENTITY],
+        DLQ,
+        GROUP,
+        Some(state),
+    );
+    text.push_str("\n[kafka.producer]\n\"batch.num.messages\" = 1\n\"linger.ms\" = 0\n");
+    let path = dir.join("spiral.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A small deterministic generator for kill times (no dependency on the run's timing).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        lo + (self.0 >> 33) % (hi - lo)
+    }
+}
+
+#[test]
+fn kill_9_loops_lose_nothing_and_count_nothing_twice() {
+    let broker = Broker::start();
+    broker.create_topic(ONLINE, 3);
+    broker.create_topic(IDENTITY, 2);
+    broker.create_topic(DLQ, 1);
+    let lines = live::traffic(41, 20_000, 200_000);
+    assert!(lines.len() >= 190_000, "{} lines", lines.len());
+    let (online, identity) = route(&lines);
+
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let config_path = write_config(dir.path(), &broker, &state);
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+
+    std::thread::scope(|scope| {
+        // Produce in chunks, so kills land while messages still arrive.
+        let producer = scope.spawn(|| {
+            let (o, i): (Vec<_>, Vec<_>) = (
+                online.chunks(10_000).collect(),
+                identity.chunks(2_000).collect(),
+            );
+            for k in 0..o.len().max(i.len()) {
+                if let Some(chunk) = o.get(k) {
+                    broker.produce(ONLINE, chunk.to_vec());
+                }
+                if let Some(chunk) = i.get(k) {
+                    broker.produce(IDENTITY, chunk.to_vec());
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        let mut rng = Lcg(7);
+        for kill in 0..KILLS {
+            let log = std::env::var("SPIRAL_TEST_LOG").unwrap_or_else(|_| "warn".into());
+            let spiral = Running::spawn(&config_path, addr, &log);
+            // Some kills land during start-up (restore, dead-letter scan, group join), most
+            // while consuming and checkpointing.
+            let wait = if kill % 4 == 0 {
+                rng.next_ms(300, 2_000)
+            } else {
+                spiral.wait_ready(addr, Duration::from_secs(60));
+                rng.next_ms(500, 4_000)
+            };
+            std::thread::sleep(Duration::from_millis(wait));
+            spiral.kill9();
+        }
+        producer.join().expect("producer");
+    });
+
+    // The last run reads what is left and must end where a replay of everything ends.
+    let spiral = Running::start(&config_path, addr);
+    let live_summary = live::settled_summary(addr, lines.len() as u64, Duration::from_secs(300));
+    assert_eq!(live_summary.events.received, lines.len() as u64);
+    let live_json: serde_json::Value =
+        serde_json::from_str(&live::http_get(addr, "/api/v1/summary").1).unwrap();
+    let scrape = live::http_get(addr, "/metrics").1;
+    let values = live::scrape_values(&scrape);
+    assert_eq!(values.get("spiral_checkpoint_restores_total"), Some(&1.0));
+    assert!(values.contains_key("spiral_checkpoint_last_success_timestamp_seconds"));
+    assert!(spiral.terminate().success());
+
+    let records: Vec<_> = broker
+        .consume_all(ONLINE)
+        .into_iter()
+        .chain(broker.consume_all(IDENTITY))
+        .collect();
+    assert_eq!(records.len(), lines.len(), "every message is on the broker");
+    let input = dir.path().join("messages.jsonl");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    for r in &records {
+        file.write_all(r.payload.as_deref().unwrap_or_default())
+            .unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+    file.into_inner().unwrap().sync_all().unwrap();
+    let watermark = live_summary.watermark.clone().expect("a live watermark");
+    let replayed = run_replay(&config_path, &input, &watermark, dir.path());
+    assert_eq!(without_late(live_json), without_late(replayed));
+
+    // Each rejected message exactly once on the dead-letter topic.
+    let letters = broker.consume_all(DLQ);
+    let mut sources = HashMap::new();
+    let mut twice = Vec::new();
+    for letter in &letters {
+        let source = (
+            letter.header("spiral.source.topic").expect("topic header"),
+            letter.header("spiral.source.partition").expect("partition"),
+            letter.header("spiral.source.offset").expect("offset"),
+        );
+        if let Some(first) = sources.insert(source.clone(), letter.offset) {
+            twice.push((source, first, letter.offset));
+        }
+    }
+    assert!(
+        twice.is_empty(),
+        "dead-lettered twice (source, first and second dead-letter offsets): {twice:?}"
+    );
+    assert_eq!(letters.len() as u64, live_summary.events.rejected.total());
+    let started = Instant::now();
+    let rejected = std::fs::read_to_string(dir.path().join("replay.rejected.jsonl")).unwrap();
+    assert_eq!(letters.len(), rejected.lines().count());
+    eprintln!(
+        "{KILLS} kills, {} messages, {} letters; checked in {:?}",
+        lines.len(),
+        letters.len(),
+        started.elapsed()
+    );
+}
