@@ -55,7 +55,12 @@ fn the_example_overlay_renders_a_complete_deployment() {
 #[test]
 fn the_base_renders_on_its_own() {
     let objects = render("deploy/kubernetes/base");
-    for kind in ["ConfigMap", "Service", "Deployment"] {
+    for kind in [
+        "ConfigMap",
+        "Service",
+        "Deployment",
+        "PersistentVolumeClaim",
+    ] {
         assert!(
             objects.contains_key(kind),
             "no {kind} in {:?}",
@@ -202,6 +207,29 @@ fn check_deployment(objects: &BTreeMap<String, Vec<Value>>, namespace: Option<&s
         .and_then(|m| m.iter().find(|m| m["name"] == volume["name"]))
         .expect("the config volume mounted");
     assert_eq!(mount["mountPath"], "/etc/spiral");
+    // Checkpoints go to a mounted persistent volume (the root filesystem is read-only).
+    let Some(spiral::config::StateLocation::Dir(state_dir)) = &config.service.state.location else {
+        panic!("[state] dir expected in the ConfigMap");
+    };
+    let state_mount = c["volumeMounts"]
+        .as_sequence()
+        .and_then(|m| {
+            m.iter()
+                .find(|m| m["mountPath"].as_str() == state_dir.to_str())
+        })
+        .expect("the state directory is a mounted volume");
+    assert_ne!(state_mount["readOnly"], true);
+    let state_volume = pod["volumes"]
+        .as_sequence()
+        .and_then(|v| v.iter().find(|v| v["name"] == state_mount["name"]))
+        .expect("the state volume");
+    let claim = &state_volume["persistentVolumeClaim"]["claimName"];
+    assert!(
+        objects
+            .get("PersistentVolumeClaim")
+            .is_some_and(|pvcs| pvcs.iter().any(|p| p["metadata"]["name"] == *claim)),
+        "the claim {claim:?} is rendered"
+    );
     assert_eq!(
         config.service.http.listen.port() as u64,
         port["containerPort"].as_u64().expect("containerPort")
