@@ -131,6 +131,23 @@ impl Objects {
     }
 }
 
+impl Objects {
+    /// Runs a store call to completion on this client's own runtime. Called from inside
+    /// another runtime (the service restores while starting up on Tokio), it runs on a
+    /// thread of its own, since a runtime cannot block inside another.
+    fn run<T: Send>(&self, call: impl Future<Output = T> + Send) -> T {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return self.runtime.block_on(call);
+        }
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| self.runtime.block_on(call))
+                .join()
+                .expect("an object store call panicked")
+        })
+    }
+}
+
 fn io_error(e: object_store::Error) -> io::Error {
     match e {
         object_store::Error::NotFound { .. } => io::Error::new(io::ErrorKind::NotFound, e),
@@ -141,14 +158,13 @@ fn io_error(e: object_store::Error) -> io::Error {
 impl Storage for Objects {
     fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
         let payload = PutPayload::from(bytes.to_vec());
-        self.runtime
-            .block_on(self.store.put(&self.path(name), payload))
+        self.run(self.store.put(&self.path(name), payload))
             .map(|_| ())
             .map_err(io_error)
     }
 
     fn get(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.runtime.block_on(async {
+        self.run(async {
             let result = self.store.get(&self.path(name)).await.map_err(io_error)?;
             Ok(result.bytes().await.map_err(io_error)?.to_vec())
         })
@@ -156,7 +172,7 @@ impl Storage for Objects {
 
     fn list(&self) -> io::Result<Vec<String>> {
         use futures_util::TryStreamExt;
-        self.runtime.block_on(async {
+        self.run(async {
             let objects: Vec<_> = self
                 .store
                 .list(Some(&self.prefix))
@@ -171,7 +187,7 @@ impl Storage for Objects {
     }
 
     fn delete(&self, name: &str) -> io::Result<()> {
-        match self.runtime.block_on(self.store.delete(&self.path(name))) {
+        match self.run(self.store.delete(&self.path(name))) {
             Err(object_store::Error::NotFound { .. }) | Ok(()) => Ok(()),
             Err(e) => Err(io_error(e)),
         }
