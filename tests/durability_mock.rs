@@ -226,3 +226,36 @@ fn a_full_disk_is_reported_and_never_gives_wrong_numbers() {
     runtime.block_on(service.stop()).expect("clean stop");
     assert!(!checkpoints(state.path()).is_empty());
 }
+
+#[test]
+fn checkpoints_in_an_object_store_survive_a_restart() {
+    let mock = live::Mock::new(2, 54, 300, 3_000, "durable-objects");
+    let state = tempfile::tempdir().unwrap();
+    let mut config = with_state(&mock.config, state.path());
+    // object_store's local-filesystem back end, through the same URL parsing as s3://.
+    config.service.state.location = Some(StateLocation::Url {
+        url: format!("file://{}/prefix", state.path().display()),
+        options: Default::default(),
+    });
+    let (runtime, service) = start(&config, None);
+    let summary = live::settled_summary(
+        service.addr,
+        mock.lines.len() as u64,
+        Duration::from_secs(60),
+    );
+    runtime.block_on(service.stop()).expect("clean stop");
+    assert!(!checkpoints(&state.path().join("prefix")).is_empty());
+
+    let (runtime, service) = start(&config, None);
+    let again = live::settled_summary(
+        service.addr,
+        mock.lines.len() as u64,
+        Duration::from_secs(60),
+    );
+    assert_eq!(
+        metric(service.addr, "spiral_checkpoint_restores_total"),
+        Some(1.0)
+    );
+    runtime.block_on(service.stop()).expect("clean stop");
+    assert_eq!(again, summary);
+}

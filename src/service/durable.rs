@@ -24,6 +24,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoints, format};
+use crate::time::Millis;
 
 use super::outbox::Outbox;
 use super::partitions::{Position, TopicPartition};
@@ -119,6 +120,7 @@ struct Job {
     /// The checkpoint file, framed ([`format::start`]).
     frame: Vec<u8>,
     positions: BTreeMap<TopicPartition, Position>,
+    watermark: Option<Millis>,
     started: Instant,
 }
 
@@ -128,6 +130,7 @@ struct Done {
     /// The job's buffer, handed back for the next checkpoint.
     frame: Vec<u8>,
     positions: BTreeMap<TopicPartition, Position>,
+    watermark: Option<Millis>,
     started: Instant,
 }
 
@@ -141,8 +144,8 @@ pub struct Durable {
     in_flight: bool,
     /// The buffer checkpoints are built in, while no write holds it.
     frame: Vec<u8>,
-    /// Positions of the last durable checkpoint.
-    saved_positions: Option<BTreeMap<TopicPartition, Position>>,
+    /// Positions and watermark of the last durable checkpoint.
+    saved: Option<(BTreeMap<TopicPartition, Position>, Option<Millis>)>,
 }
 
 impl Durable {
@@ -164,6 +167,7 @@ impl Durable {
                         result,
                         frame: job.frame,
                         positions: job.positions,
+                        watermark: job.watermark,
                         started: job.started,
                     };
                     if done_tx.send(done).is_err() {
@@ -180,17 +184,23 @@ impl Durable {
             done,
             in_flight: false,
             frame: Vec::new(),
-            saved_positions: None,
+            saved: None,
         })
     }
 
     /// Whether a periodic checkpoint is due: none is being written, the interval has passed,
-    /// and messages were applied since the last one (an idle service writes nothing; the
-    /// watermark moving on idle partitions is recomputed the same way after a restart).
+    /// and the state changed since the last one (an idle service writes nothing).
     pub fn due(&self, shared: &Shared) -> bool {
-        !self.in_flight
-            && self.last.elapsed() >= self.interval
-            && self.saved_positions.as_ref() != Some(shared.partitions().positions())
+        !self.in_flight && self.last.elapsed() >= self.interval && !self.is_saved(shared)
+    }
+
+    /// Whether the last durable checkpoint already holds the state: the same positions and
+    /// the same watermark (which moves on idle partitions without any message).
+    fn is_saved(&self, shared: &Shared) -> bool {
+        let Some((positions, watermark)) = &self.saved else {
+            return false;
+        };
+        *watermark == shared.engine().watermark() && positions == shared.partitions().positions()
     }
 
     /// Takes a snapshot and hands it to the writer. The caller has settled the outbox.
@@ -223,10 +233,11 @@ impl Durable {
         };
         let mut frame = std::mem::take(&mut self.frame);
         format::start(&mut frame);
-        {
+        let watermark = {
             let engine = shared.engine();
             encode(&mut frame, &header, |out| engine.snapshot(out));
-        }
+            engine.watermark()
+        };
         format::finish(&mut frame, self.next_generation);
         shared
             .checkpoints
@@ -236,6 +247,7 @@ impl Durable {
             generation: self.next_generation,
             frame,
             positions,
+            watermark,
             started,
         };
         self.next_generation += 1;
@@ -271,11 +283,11 @@ impl Durable {
         {
             self.finish(done, shared, consumer, CommitMode::Async);
         }
-        if let Some(saved) = &self.saved_positions
-            && saved == shared.partitions().positions()
+        if self.is_saved(shared)
+            && let Some((positions, _)) = &self.saved
         {
-            // Nothing applied since the last durable checkpoint.
-            commit(consumer, saved, CommitMode::Sync);
+            // Nothing changed since the last durable checkpoint.
+            commit(consumer, positions, CommitMode::Sync);
             return true;
         }
         self.begin(shared, outbox);
@@ -317,7 +329,7 @@ impl Durable {
                     "checkpoint written"
                 );
                 commit(consumer, &done.positions, mode);
-                self.saved_positions = Some(done.positions);
+                self.saved = Some((done.positions, done.watermark));
             }
             Err(error) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
