@@ -239,15 +239,37 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
                 let now = Instant::now();
+                let stateful = self.durable().is_some();
                 let mut partitions = self.shared.partitions();
                 for e in list.elements() {
                     partitions.assign((e.topic().to_string(), e.partition()), now);
                 }
                 tracing::info!(partitions = list.count(), "partitions assigned");
+                // One instance per group (docs/durability.md): partitions the state has read
+                // that another member now holds mean two engines count the same accounts.
+                let eager = !matches!(
+                    consumer.rebalance_protocol(),
+                    RebalanceProtocol::Cooperative
+                );
+                if eager && stateful {
+                    let elsewhere: Vec<String> = partitions
+                        .positions()
+                        .keys()
+                        .filter(|(t, p)| list.find_partition(t, *p).is_none())
+                        .map(|(t, p)| format!("{t}/{p}"))
+                        .collect();
+                    if !elsewhere.is_empty() {
+                        tracing::error!(
+                            ?elsewhere,
+                            "another member of the group holds partitions this state has read: \
+                             run one Spiral instance per consumer group, or its numbers split"
+                        );
+                    }
+                }
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
