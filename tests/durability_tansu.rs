@@ -1,8 +1,8 @@
 //! Durable state against a real broker (Tansu), with `spiral replay` as the oracle (SPEC §6,
-//! issue #4): `spiral run` is killed with SIGKILL at random moments while 200 000 generated
-//! messages are being produced and read, restarted each time, and must end with the summary
-//! of a replay of the same messages and every rejected message exactly once on the
-//! dead-letter topic.
+//! issue #4): `spiral run` is stopped 15 times at random moments while 200 000 generated
+//! messages are being produced and read — 10 times with SIGKILL, 5 with SIGTERM — restarted
+//! each time, and must end with the summary of a replay of the same messages and every
+//! rejected message exactly once on the dead-letter topic.
 //!
 //! Needs `tansu` (`scripts/deps.sh` installs it; `scripts/test.sh` runs this).
 
@@ -23,8 +23,9 @@ const IDENTITY: &str = "identity";
 const DLQ: &str = "spiral.dlq";
 const GROUP: &str = "spiral-durability-test";
 
-/// Kills, at least 10 (issue #4).
-const KILLS: usize = 12;
+/// Stops of the service while messages arrive: every third a SIGTERM (a clean restart under
+/// load), the others SIGKILL (at least 10, issue #4).
+const STOPS: usize = 15;
 
 /// The live-test configuration with checkpoints every second into `state`. The dead-letter
 /// producer writes one record per batch: Tansu 0.6.0 resumes a read in the middle of a batch
@@ -90,20 +91,28 @@ fn kill_9_loops_lose_nothing_and_count_nothing_twice() {
             }
         });
         let mut rng = Lcg(7);
-        for kill in 0..KILLS {
+        let mut kills = 0;
+        for stop in 0..STOPS {
             let log = std::env::var("SPIRAL_TEST_LOG").unwrap_or_else(|_| "warn".into());
             let spiral = Running::spawn(&config_path, addr, &log);
             // Some kills land during start-up (restore, dead-letter scan, group join), most
             // while consuming and checkpointing.
-            let wait = if kill % 4 == 0 {
+            let wait = if stop % 4 == 0 {
                 rng.next_ms(300, 2_000)
             } else {
                 spiral.wait_ready(addr, Duration::from_secs(60));
                 rng.next_ms(500, 4_000)
             };
             std::thread::sleep(Duration::from_millis(wait));
-            spiral.kill9();
+            if stop % 3 == 2 {
+                spiral.wait_ready(addr, Duration::from_secs(60));
+                assert!(spiral.terminate().success(), "SIGTERM under load exits 0");
+            } else {
+                spiral.kill9();
+                kills += 1;
+            }
         }
+        assert!(kills >= 10);
         producer.join().expect("producer");
     });
 
@@ -160,7 +169,8 @@ fn kill_9_loops_lose_nothing_and_count_nothing_twice() {
     let rejected = std::fs::read_to_string(dir.path().join("replay.rejected.jsonl")).unwrap();
     assert_eq!(letters.len(), rejected.lines().count());
     eprintln!(
-        "{KILLS} kills, {} messages, {} letters; checked in {:?}",
+        "{STOPS} stops ({} SIGTERM), {} messages, {} letters; checked in {:?}",
+        STOPS / 3,
         lines.len(),
         letters.len(),
         started.elapsed()
