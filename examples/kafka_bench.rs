@@ -80,6 +80,10 @@ struct Args {
     /// The spiral binary for `--with-spiral`.
     #[arg(long, default_value = "target/release/spiral")]
     spiral_bin: PathBuf,
+    /// Checkpoints of `spiral run`: an interval such as `10s` (into a fresh temporary
+    /// directory), or `off` to measure without them.
+    #[arg(long, default_value = "10s")]
+    state: String,
     /// The configuration whose funnels `spiral run` uses; its `[kafka]`/`[http]` sections (if
     /// any) are replaced by ones pointing at the benchmark's broker.
     #[arg(long, default_value = "config/spiral.toml")]
@@ -522,7 +526,14 @@ fn run_spiral(args: &Args, broker: &Broker, expected: u64) -> Result<(Measured, 
 fn spiral_config(args: &Args, bootstrap: &str, listen: &str) -> Result<String, String> {
     let base = &args.config;
     let text = std::fs::read_to_string(base).map_err(|e| format!("{}: {e}", base.display()))?;
-    let service_sections = ["[kafka]", "[kafka.", "[http]", "[metrics]", "[service]"];
+    let service_sections = [
+        "[kafka]",
+        "[kafka.",
+        "[http]",
+        "[metrics]",
+        "[service]",
+        "[state",
+    ];
     let mut out = String::new();
     let mut skipping = false;
     for line in text.lines() {
@@ -550,6 +561,22 @@ listen = "{listen}"
 "auto.offset.reset" = "earliest"
 "#
     ));
+    // `[kafka.consumer]` stays last: the --consumer settings below are appended to it.
+    let state = if args.state == "off" {
+        "enabled = false".to_string()
+    } else {
+        let dir = std::env::temp_dir().join(format!("spiral-bench-state-{}", std::process::id()));
+        format!(
+            "dir = {:?}\ninterval = {:?}",
+            dir.display().to_string(),
+            args.state
+        )
+    };
+    out = out.replacen(
+        "\n[kafka]\n",
+        &format!("\n[state]\n{state}\n\n[kafka]\n"),
+        1,
+    );
     for setting in &args.consumer_settings {
         let (key, value) = setting
             .split_once('=')
