@@ -4,7 +4,7 @@
 //! [state]
 //! dir = "/var/lib/spiral"        # default "spiral-state", relative to the working directory
 //! # url = "s3://bucket/spiral/prod"   # instead of dir: an object store (s3://, file://, memory://)
-//! interval = "10s"               # default 10s
+//! interval = "30s"               # default 30s
 //! keep = 3                       # generations kept, at least 2; default 3
 //! # enabled = false              # no checkpoints: state starts empty at every start
 //!
@@ -45,7 +45,7 @@ impl Default for StateConfig {
     fn default() -> Self {
         StateConfig {
             location: Some(StateLocation::Dir(PathBuf::from(DEFAULT_DIR))),
-            interval: Duration::from_secs(10),
+            interval: Duration::from_secs(30),
             keep: 3,
         }
     }
@@ -67,7 +67,7 @@ pub(crate) struct RawState {
 
 impl RawState {
     pub(crate) fn validate(self, errors: &Errors<'_>) -> Result<StateConfig, ConfigError> {
-        let interval = errors.duration("state.interval", self.interval.as_deref(), 10_000)?;
+        let interval = errors.duration("state.interval", self.interval.as_deref(), 30_000)?;
         if interval < 100 {
             return Err(errors.at("state.interval", "must be at least 100ms"));
         }
@@ -156,11 +156,11 @@ mod tests {
     #[test]
     fn object_store_with_options() {
         let state = parse(
-            "[state]\nurl = \"s3://bucket/spiral\"\ninterval = \"30s\"\nkeep = 5\n\
+            "[state]\nurl = \"s3://bucket/spiral\"\ninterval = \"45s\"\nkeep = 5\n\
              [state.options]\nendpoint = \"http://minio:9000\"",
         )
         .unwrap();
-        assert_eq!(state.interval, Duration::from_secs(30));
+        assert_eq!(state.interval, Duration::from_secs(45));
         assert_eq!(state.keep, 5);
         let Some(StateLocation::Url { url, options }) = state.location else {
             panic!("not a url");
