@@ -4,15 +4,16 @@
 
 mod live;
 
-use std::io;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use spiral::checkpoint::{LocalDir, Storage};
+use spiral::checkpoint::{FullDisk, LocalDir, Storage};
 use spiral::config::{Config, StateLocation};
 use spiral::service::Service;
+use spiral::summary::Summary;
 
 fn with_state(config: &Config, dir: &Path) -> Config {
     let mut config = config.clone();
@@ -33,6 +34,20 @@ fn metric(addr: std::net::SocketAddr, name: &str) -> Option<f64> {
     live::scrape_values(&live::http_get(addr, "/metrics").1)
         .get(name)
         .copied()
+}
+
+/// One run of the service until all `n` messages are read and the watermark has settled:
+/// its summary and its metrics at that point.
+fn run_once(
+    config: &Config,
+    storage: Option<Box<dyn Storage>>,
+    n: usize,
+) -> (Summary, HashMap<String, f64>) {
+    let (runtime, service) = start(config, storage);
+    let summary = live::settled_summary(service.addr, n as u64, Duration::from_secs(60));
+    let metrics = live::scrape_values(&live::http_get(service.addr, "/metrics").1);
+    runtime.block_on(service.stop()).expect("clean stop");
+    (summary, metrics)
 }
 
 /// Checkpoint files in `dir`, newest first.
@@ -69,17 +84,8 @@ fn broker_down_and_up_loses_nothing_and_a_restart_resumes_exactly() {
     );
 
     // A restart resumes the shutdown checkpoint: the same numbers, nothing read again.
-    let (runtime, service) = start(&config, None);
-    let again = live::settled_summary(
-        service.addr,
-        mock.lines.len() as u64,
-        Duration::from_secs(60),
-    );
-    assert_eq!(
-        metric(service.addr, "spiral_checkpoint_restores_total"),
-        Some(1.0)
-    );
-    runtime.block_on(service.stop()).expect("clean stop");
+    let (again, metrics) = run_once(&config, None, mock.lines.len());
+    assert_eq!(metrics["spiral_checkpoint_restores_total"], 1.0);
     assert_eq!(again, summary);
 }
 
@@ -108,21 +114,9 @@ fn torn_and_corrupted_checkpoints_fall_back_to_an_older_generation() {
     second[middle] ^= 0x40;
     std::fs::write(&files[1], &second).unwrap();
 
-    let (runtime, service) = start(&config, None);
-    let resumed = live::settled_summary(
-        service.addr,
-        mock.lines.len() as u64,
-        Duration::from_secs(60),
-    );
-    assert_eq!(
-        metric(service.addr, "spiral_checkpoint_fallbacks_total"),
-        Some(2.0)
-    );
-    assert_eq!(
-        metric(service.addr, "spiral_checkpoint_restores_total"),
-        Some(1.0)
-    );
-    runtime.block_on(service.stop()).expect("clean stop");
+    let (resumed, metrics) = run_once(&config, None, mock.lines.len());
+    assert_eq!(metrics["spiral_checkpoint_fallbacks_total"], 2.0);
+    assert_eq!(metrics["spiral_checkpoint_restores_total"], 1.0);
     assert_eq!(live::order_free(resumed), live::order_free(summary));
 
     // When no generation verifies, Spiral refuses to start rather than guess.
@@ -140,44 +134,13 @@ fn torn_and_corrupted_checkpoints_fall_back_to_an_older_generation() {
     assert!(error.contains("no usable checkpoint"), "{error}");
 }
 
-/// Local storage whose writes fail while `full` is set, like a full disk.
-#[derive(Debug)]
-struct Full {
-    inner: LocalDir,
-    full: Arc<AtomicBool>,
-}
-
-impl Storage for Full {
-    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        if self.full.load(Ordering::Relaxed) {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "No space left on device (injected)",
-            ));
-        }
-        self.inner.put(name, bytes)
-    }
-
-    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.inner.get(name)
-    }
-
-    fn list(&self) -> io::Result<Vec<String>> {
-        self.inner.list()
-    }
-
-    fn delete(&self, name: &str) -> io::Result<()> {
-        self.inner.delete(name)
-    }
-}
-
 #[test]
 fn a_full_disk_is_reported_and_never_gives_wrong_numbers() {
     let mock = live::Mock::new(2, 53, 400, 4_000, "durable-full");
     let state = tempfile::tempdir().unwrap();
     let config = with_state(&mock.config, state.path());
     let full = Arc::new(AtomicBool::new(true));
-    let storage = Full {
+    let storage = FullDisk {
         inner: LocalDir::new(state.path()).unwrap(),
         full: full.clone(),
     };
@@ -198,32 +161,17 @@ fn a_full_disk_is_reported_and_never_gives_wrong_numbers() {
         .block_on(service.stop())
         .expect("a stop with a full disk still drains");
     assert!(checkpoints(state.path()).is_empty());
-    let (runtime, service) = start(&config, None);
-    let again = live::settled_summary(
-        service.addr,
-        mock.lines.len() as u64,
-        Duration::from_secs(60),
-    );
-    assert_eq!(
-        metric(service.addr, "spiral_checkpoint_restores_total"),
-        Some(0.0)
-    );
-    runtime.block_on(service.stop()).expect("clean stop");
+    let (again, metrics) = run_once(&config, None, mock.lines.len());
+    assert_eq!(metrics["spiral_checkpoint_restores_total"], 0.0);
     assert_eq!(live::order_free(again), live::order_free(summary.clone()));
 
     // Space comes back: checkpoints succeed again and a restart resumes them.
     full.store(false, Ordering::Relaxed);
-    let storage = Full {
+    let storage = FullDisk {
         inner: LocalDir::new(state.path()).unwrap(),
         full,
     };
-    let (runtime, service) = start(&config, Some(Box::new(storage)));
-    live::settled_summary(
-        service.addr,
-        mock.lines.len() as u64,
-        Duration::from_secs(60),
-    );
-    runtime.block_on(service.stop()).expect("clean stop");
+    run_once(&config, Some(Box::new(storage)), mock.lines.len());
     assert!(!checkpoints(state.path()).is_empty());
 }
 
@@ -237,25 +185,9 @@ fn checkpoints_in_an_object_store_survive_a_restart() {
         url: format!("file://{}/prefix", state.path().display()),
         options: Default::default(),
     });
-    let (runtime, service) = start(&config, None);
-    let summary = live::settled_summary(
-        service.addr,
-        mock.lines.len() as u64,
-        Duration::from_secs(60),
-    );
-    runtime.block_on(service.stop()).expect("clean stop");
+    let (summary, _) = run_once(&config, None, mock.lines.len());
     assert!(!checkpoints(&state.path().join("prefix")).is_empty());
-
-    let (runtime, service) = start(&config, None);
-    let again = live::settled_summary(
-        service.addr,
-        mock.lines.len() as u64,
-        Duration::from_secs(60),
-    );
-    assert_eq!(
-        metric(service.addr, "spiral_checkpoint_restores_total"),
-        Some(1.0)
-    );
-    runtime.block_on(service.stop()).expect("clean stop");
+    let (again, metrics) = run_once(&config, None, mock.lines.len());
+    assert_eq!(metrics["spiral_checkpoint_restores_total"], 1.0);
     assert_eq!(again, summary);
 }

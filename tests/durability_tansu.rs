@@ -10,13 +10,12 @@ mod broker;
 mod live;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use live::process::{Running, free_port, route, run_replay, without_late};
+use live::process::{Running, free_port, replay_payloads, route, without_late};
 
 const ONLINE: &str = "touchpoints.online";
 const IDENTITY: &str = "identity";
@@ -134,16 +133,11 @@ fn kill_9_loops_lose_nothing_and_count_nothing_twice() {
         .chain(broker.consume_all(IDENTITY))
         .collect();
     assert_eq!(records.len(), lines.len(), "every message is on the broker");
-    let input = dir.path().join("messages.jsonl");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
-    for r in &records {
-        file.write_all(r.payload.as_deref().unwrap_or_default())
-            .unwrap();
-        file.write_all(b"\n").unwrap();
-    }
-    file.into_inner().unwrap().sync_all().unwrap();
     let watermark = live_summary.watermark.clone().expect("a live watermark");
-    let replayed = run_replay(&config_path, &input, &watermark, dir.path());
+    let payloads = records
+        .iter()
+        .map(|r| r.payload.as_deref().unwrap_or_default());
+    let replayed = replay_payloads(&config_path, payloads, &watermark, dir.path());
     assert_eq!(without_late(live_json), without_late(replayed));
 
     // Each rejected message exactly once on the dead-letter topic.

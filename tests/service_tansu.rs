@@ -16,7 +16,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use broker::Broker;
-use live::process::{Running, free_port, route, run_replay, without_late};
+use live::process::{Running, free_port, replay_payloads, route, without_late};
 
 const ONLINE: &str = "touchpoints.online";
 const IDENTITY: &str = "identity";
@@ -105,16 +105,10 @@ fn live_service_on_a_real_broker() {
     }
 
     // `spiral replay` of the same messages at the live watermark gives the same summary.
-    let input = dir.path().join("messages.jsonl");
-    let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
-    for r in online_records.iter().chain(&identity_records) {
-        file.write_all(r.payload.as_deref().unwrap_or_default())
-            .unwrap();
-        file.write_all(b"\n").unwrap();
-    }
-    file.into_inner().unwrap().sync_all().unwrap();
     let watermark = live_summary.watermark.clone().expect("a live watermark");
-    let replayed = run_replay(&config_path, &input, &watermark, dir.path());
+    let payloads = (online_records.iter().chain(&identity_records))
+        .map(|r| r.payload.as_deref().unwrap_or_default());
+    let replayed = replay_payloads(&config_path, payloads, &watermark, dir.path());
     assert_eq!(without_late(live_json), without_late(replayed));
 
     // The dead-letter topic holds exactly the rejected messages, with their reason and source.

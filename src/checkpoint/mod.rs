@@ -18,7 +18,7 @@ pub mod storage;
 use std::io;
 
 pub use format::Corrupt;
-pub use storage::{LocalDir, Objects, Storage};
+pub use storage::{FullDisk, LocalDir, Objects, Storage};
 
 const PREFIX: &str = "checkpoint-";
 const SUFFIX: &str = ".bin";

@@ -193,3 +193,35 @@ impl Storage for Objects {
         }
     }
 }
+
+/// A storage whose writes fail while `full` is set, like a full disk: for fault injection
+/// (the tests use it; so can a staging deployment that wants to see the alerts fire).
+#[derive(Debug)]
+pub struct FullDisk<S> {
+    pub inner: S,
+    pub full: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl<S: Storage> Storage for FullDisk<S> {
+    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        if self.full.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "No space left on device (injected)",
+            ));
+        }
+        self.inner.put(name, bytes)
+    }
+
+    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.inner.get(name)
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.inner.list()
+    }
+
+    fn delete(&self, name: &str) -> io::Result<()> {
+        self.inner.delete(name)
+    }
+}

@@ -100,39 +100,11 @@ fn a_torn_or_flipped_checkpoint_falls_back_to_the_previous_one_and_says_why() {
     }
 }
 
-/// A storage whose writes fail while `full` is set, like a full disk.
-#[derive(Debug)]
-struct Full {
-    inner: LocalDir,
-    full: Arc<AtomicBool>,
-}
-
-impl Storage for Full {
-    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
-        if self.full.load(Ordering::Relaxed) {
-            return Err(io::Error::new(
-                io::ErrorKind::StorageFull,
-                "no space left on device",
-            ));
-        }
-        self.inner.put(name, bytes)
-    }
-    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.inner.get(name)
-    }
-    fn list(&self) -> io::Result<Vec<String>> {
-        self.inner.list()
-    }
-    fn delete(&self, name: &str) -> io::Result<()> {
-        self.inner.delete(name)
-    }
-}
-
 #[test]
 fn a_full_disk_fails_the_save_and_keeps_the_previous_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let full = Arc::new(AtomicBool::new(false));
-    let storage = Full {
+    let storage = FullDisk {
         inner: LocalDir::new(dir.path()).unwrap(),
         full: full.clone(),
     };

@@ -138,3 +138,22 @@ pub fn without_late(mut v: serde_json::Value) -> serde_json::Value {
     v["events"]["late"] = 0.into();
     v
 }
+
+/// `spiral replay` of `payloads` (written one a line to `messages.jsonl` in `dir`) with
+/// outcomes decided at `watermark`: the summary, as JSON.
+pub fn replay_payloads<'a>(
+    config: &Path,
+    payloads: impl IntoIterator<Item = &'a [u8]>,
+    watermark: &str,
+    dir: &Path,
+) -> serde_json::Value {
+    use std::io::Write;
+    let input = dir.join("messages.jsonl");
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&input).unwrap());
+    for payload in payloads {
+        file.write_all(payload).unwrap();
+        file.write_all(b"\n").unwrap();
+    }
+    file.into_inner().unwrap().sync_all().unwrap();
+    run_replay(config, &input, watermark, dir)
+}
