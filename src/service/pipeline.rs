@@ -8,7 +8,7 @@
 //! message was applied (and, when rejected, delivered to the dead-letter topic); librdkafka's
 //! auto-commit then commits stored offsets, and a revocation or shutdown commits them at once.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -87,6 +87,8 @@ pub struct GroupContext {
     durable: Arc<Mutex<Option<Durable>>>,
     /// Partitions revoked or assigned by rebalances since the poll loop last looked.
     moved: Mutex<Vec<TopicPartition>>,
+    /// Set with `moved`, so the poll loop checks a flag per message, not a lock.
+    any_moved: AtomicBool,
 }
 
 impl GroupContext {
@@ -95,6 +97,9 @@ impl GroupContext {
     }
 
     fn take_moved(&self) -> Vec<TopicPartition> {
+        if !self.any_moved.swap(false, Ordering::Relaxed) {
+            return Vec::new();
+        }
         std::mem::take(&mut *self.moved.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
@@ -105,8 +110,7 @@ impl GroupContext {
     /// Settles the outbox and makes the state durable (or, without `[state]`, commits the
     /// stored offsets): before a revocation and at shutdown.
     fn settle_and_commit(&self, consumer: &BaseConsumer<Self>, why: &str) {
-        let outbox = self.outbox();
-        let mut outbox = outbox;
+        let mut outbox = self.outbox();
         if let Err(error) = outbox.settle(consumer, &self.shared.dlq) {
             tracing::error!(%error, why, "cannot settle");
         }
@@ -193,6 +197,7 @@ impl ConsumerContext for GroupContext {
                 .iter()
                 .map(|e| (e.topic().to_string(), e.partition())),
         );
+        self.any_moved.store(true, Ordering::Relaxed);
         let result = match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.place(list);
@@ -337,6 +342,7 @@ impl Pipeline {
             outbox: outbox.clone(),
             durable: durable.clone(),
             moved: Mutex::new(Vec::new()),
+            any_moved: AtomicBool::new(false),
         };
         let consumer: BaseConsumer<GroupContext> = client
             .create_with_context(context)
