@@ -18,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod event;
+pub mod export;
 pub mod funnel;
 pub mod generate;
 pub mod replay;

@@ -74,6 +74,10 @@ enum Command {
         /// Decide outcomes at this watermark (RFC 3339) instead of the newest event time.
         #[arg(long)]
         watermark: Option<String>,
+        /// Also write the BI files (Parquet, SPEC §5.3) into this directory, which must hold
+        /// none yet: a backfill in the live service's layout. `[export]` settings apply.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
         /// Print no funnel table.
         #[arg(long, short)]
         quiet: bool,
@@ -157,6 +161,7 @@ fn run(cli: Cli) -> Result<()> {
             summary,
             rejected,
             watermark,
+            export,
             quiet,
             inputs,
         } => {
@@ -174,6 +179,7 @@ fn run(cli: Cli) -> Result<()> {
                 rejected,
                 watermark,
                 progress: std::io::stderr().is_terminal(),
+                export,
             };
             let (summary, engine) = replay::run(&config, &options)?;
             if !quiet {

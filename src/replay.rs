@@ -13,8 +13,10 @@ use base64::Engine as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Config;
-use crate::engine::Engine;
+use crate::engine::{Applied, Engine};
 use crate::event::{Decoder, Rejection};
+use crate::export::tables::Origin;
+use crate::export::{Exporter, highest_revision};
 use crate::summary::Summary;
 use crate::time::Millis;
 
@@ -33,6 +35,8 @@ pub struct Replayer<W: Write> {
     decoder: Decoder,
     engine: Engine,
     rejected: W,
+    /// The BI files of a backfill (`--export`).
+    export: Option<Exporter>,
 }
 
 impl<W: Write> Replayer<W> {
@@ -55,16 +59,26 @@ impl<W: Write> Replayer<W> {
             decoder,
             engine,
             rejected,
+            export: None,
         }
+    }
+
+    /// Writes the BI files too: touches as they are read, journeys at the end.
+    pub fn with_export(mut self, export: Exporter) -> Replayer<W> {
+        self.engine.track_changes(false);
+        self.export = Some(export);
+        self
     }
 
     /// One message: decoded and applied, or rejected and written out.
     pub fn message(&mut self, bytes: &[u8], file: &str, line: u64) -> io::Result<()> {
         match self.decoder.decode(bytes) {
-            Ok(event) => {
-                self.engine.apply(&event);
-                Ok(())
-            }
+            Ok(event) => match (self.engine.apply(&event), &mut self.export) {
+                (Applied::Accepted { late }, Some(export)) => {
+                    export.event(&event, late, Origin::File { name: file, line })
+                }
+                _ => Ok(()),
+            },
             Err(rejection) => {
                 self.engine.reject(rejection.reason);
                 write_rejected(&mut self.rejected, &rejection, bytes, file, line)
@@ -124,6 +138,18 @@ impl<W: Write> Replayer<W> {
         self.message(msg, name, line)
     }
 
+    /// Publishes what the export holds so far as one revision, with the journeys changed
+    /// since the last one decided at the current watermark, as the live service does at every
+    /// checkpoint. Nothing without an export.
+    pub fn publish_export(&mut self) -> io::Result<()> {
+        if let Some(export) = &mut self.export {
+            export.changes(&mut self.engine, None)?;
+            let sealed = export.seal()?;
+            export.publish(&sealed)?;
+        }
+        Ok(())
+    }
+
     pub fn engine(&mut self) -> &mut Engine {
         &mut self.engine
     }
@@ -136,6 +162,11 @@ impl<W: Write> Replayer<W> {
             Some(w) => self.engine.summary_at(w),
             None => self.engine.summary(),
         };
+        if let Some(export) = &mut self.export {
+            export.changes(&mut self.engine, watermark)?;
+            let sealed = export.seal()?;
+            export.publish(&sealed)?;
+        }
         Ok((summary, self.engine))
     }
 }
@@ -175,6 +206,8 @@ pub struct ReplayOptions {
     pub rejected: Option<PathBuf>,
     pub watermark: Option<Millis>,
     pub progress: bool,
+    /// Writes the BI files into this directory (a backfill), which must hold none yet.
+    pub export: Option<PathBuf>,
 }
 
 /// Runs a whole replay: every input in order, then the summary file.
@@ -190,6 +223,9 @@ pub fn run(config: &Config, options: &ReplayOptions) -> Result<(Summary, Engine)
         )
     })?;
     let mut replayer = Replayer::new(config, BufWriter::with_capacity(1 << 16, rejected))?;
+    if let Some(dir) = &options.export {
+        replayer = replayer.with_export(backfill(config, dir)?);
+    }
 
     let total: u64 = options
         .inputs
@@ -224,6 +260,24 @@ pub fn run(config: &Config, options: &ReplayOptions) -> Result<(Summary, Engine)
     let (summary, engine) = replayer.finish(options.watermark)?;
     write_summary(&options.summary, &summary)?;
     Ok((summary, engine))
+}
+
+/// The exporter of a backfill into `dir`, with the configuration's `[export]` settings. The
+/// directory must hold no files yet: revisions of two runs would supersede each other's rows.
+fn backfill(config: &Config, dir: &Path) -> Result<Exporter> {
+    let mut settings = config.service.export.clone().unwrap_or_default();
+    settings.dir = dir.to_path_buf();
+    let published = highest_revision(dir)
+        .with_context(|| format!("cannot read the export directory {}", dir.display()))?;
+    if published > 0 {
+        anyhow::bail!(
+            "--export {}: already holds files (revision {published}); a backfill writes into an \
+             empty directory, so that its revisions supersede nothing",
+            dir.display()
+        );
+    }
+    Exporter::open(&settings, 1)
+        .with_context(|| format!("cannot write the export directory {}", dir.display()))
 }
 
 /// Writes the summary atomically: to a temporary name beside it, then renamed.

@@ -163,6 +163,12 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
 ///
 /// Exact for [`MIN_MILLIS`]..=[`MAX_MILLIS`]. Outside that range it still writes something
 /// (the year with a sign or more digits) rather than panic, but that is no longer RFC 3339.
+/// The UTC date of `ms` as `YYYY-MM-DD` (the BI export's date partitions).
+pub fn format_date(ms: Millis) -> String {
+    let (y, m, d) = civil_from_days(ms.div_euclid(86_400_000));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 pub fn format_rfc3339(ms: Millis) -> String {
     let mut out = String::with_capacity(24);
     write_rfc3339(ms, &mut out);

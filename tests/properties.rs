@@ -356,6 +356,7 @@ fn splitting_the_input_across_files_changes_nothing() {
             rejected: None,
             watermark: None,
             progress: false,
+            export: None,
         };
         replay::run(&config, &options).unwrap().0
     };

@@ -15,9 +15,11 @@ use serde::Deserialize;
 use crate::event::Channel;
 use crate::time::{Millis, parse_duration};
 
+mod export;
 mod service;
 mod state;
 
+pub use export::ExportConfig;
 pub use service::{
     Dimension, HttpConfig, KafkaConfig, MAX_DIMENSIONS, MetricsConfig, ServiceConfig,
 };
@@ -122,6 +124,7 @@ pub struct RawConfig {
     service: service::RawServiceSection,
     #[serde(default)]
     state: state::RawState,
+    export: Option<export::RawExport>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -259,6 +262,7 @@ impl RawConfig {
             self.metrics,
             self.service,
             self.state,
+            self.export,
             &errors,
         )?;
         Ok(Config {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::export::{ExportConfig, RawExport};
 use super::state::{RawState, StateConfig};
 use super::{ConfigError, Errors};
 
@@ -36,6 +37,8 @@ pub struct ServiceConfig {
     pub shutdown_timeout: Duration,
     /// Checkpoints of the live service's state.
     pub state: StateConfig,
+    /// The Parquet files for BI; `None` when off.
+    pub export: Option<ExportConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -133,6 +136,7 @@ pub(crate) fn validate(
     metrics: RawMetrics,
     service: RawServiceSection,
     state: RawState,
+    export: Option<RawExport>,
     errors: &Errors<'_>,
 ) -> Result<ServiceConfig, ConfigError> {
     let kafka = kafka.map(|k| k.validate(errors)).transpose()?;
@@ -180,6 +184,13 @@ pub(crate) fn validate(
         30_000,
     )?;
     let state = state.validate(errors)?;
+    let export = RawExport::validate(export, errors)?;
+    if export.is_some() && state.location.is_none() {
+        return Err(errors.at(
+            "export",
+            "needs [state] enabled: files are published in step with checkpoints",
+        ));
+    }
     if let Some(kafka) = &kafka
         && state.location.is_some()
     {
@@ -202,6 +213,7 @@ pub(crate) fn validate(
         metrics: MetricsConfig { dimensions, top_n },
         shutdown_timeout: millis(shutdown_timeout),
         state,
+        export,
     })
 }
 

@@ -19,6 +19,7 @@ use foldhash::fast::RandomState;
 use hashbrown::HashMap;
 
 use super::SnapshotError;
+use super::changes::Changes;
 use super::event_ids::EventIds;
 use super::snapshot::TouchCheck;
 use super::store::{Interner, StrArena};
@@ -61,6 +62,8 @@ pub struct Accounts {
     long_floor: usize,
     /// [`LONG_JOURNEY`], lowered by tests to take the cached path as often as possible.
     pub long_journey: usize,
+    /// Accounts changed since the BI export last took them; `None` when the export is off.
+    pub changes: Option<Changes>,
 }
 
 impl Default for Accounts {
@@ -72,6 +75,7 @@ impl Default for Accounts {
             long: HashMap::default(),
             long_floor: usize::MAX,
             long_journey: LONG_JOURNEY,
+            changes: None,
         }
     }
 }
@@ -97,6 +101,14 @@ impl Accounts {
         self.accounts.len()
     }
 
+    pub fn name<'a>(&self, arena: &'a StrArena, account: u32) -> &'a str {
+        self.names.name(arena, account)
+    }
+
+    pub fn touches_mut(&mut self, account: u32) -> &mut [Touch] {
+        &mut self.accounts[account as usize].touches
+    }
+
     /// Journeys kept between touches.
     #[cfg(test)]
     pub fn long_count(&self) -> usize {
@@ -112,6 +124,9 @@ impl Accounts {
     pub fn insert(&mut self, account: u32, touch: Touch, cx: &mut Context<'_>) {
         let touches = &self.accounts[account as usize].touches;
         let at = insert_position(touches, touch, cx.touch_ids);
+        if let Some(changes) = &mut self.changes {
+            changes.mark(account, at);
+        }
         let deadline = if at > 0 && at == touches.len() {
             self.append(account, touch, cx)
         } else {
@@ -240,6 +255,9 @@ impl Accounts {
             }
             state.next_check = Millis::MAX;
             let touches = &mut state.touches;
+            if let Some(changes) = &mut self.changes {
+                changes.mark(account, touches.len() - 1);
+            }
             let mut next = Millis::MAX;
             for f in 0..cx.funnels.len() {
                 let funnel = &cx.funnels.funnels[f];
@@ -412,6 +430,7 @@ impl Accounts {
             long,
             long_floor,
             long_journey: usize::try_from(long_journey).unwrap_or(usize::MAX),
+            changes: None,
         })
     }
 
@@ -424,6 +443,7 @@ impl Accounts {
                 .map(|a| a.touches.capacity() * size_of::<Touch>())
                 .sum::<usize>()
             + self.timers.heap_bytes()
+            + self.changes.as_ref().map_or(0, Changes::heap_bytes)
     }
 }
 

@@ -6,6 +6,7 @@
 //! themselves (end of input, idle partitions).
 
 pub(crate) mod accounts;
+mod changes;
 mod dedup;
 pub mod dims;
 mod event_ids;
@@ -15,6 +16,7 @@ pub mod store;
 mod timers;
 mod view;
 
+pub use changes::JourneyChange;
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
 pub use view::{AccountView, FunnelView, JourneyView, StageView, TouchView};
 

@@ -2,6 +2,8 @@
 //! oracle the engine's numbers are checked against), a CSV reader, and replay in memory.
 #![allow(dead_code)]
 
+pub mod bi;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 

@@ -1,0 +1,157 @@
+//! `[export]`: the Parquet files for BI (SPEC §5.3, issue #5).
+//!
+//! ```toml
+//! [export]
+//! dir = "/var/lib/spiral/export"   # default "spiral-export", relative to the working directory
+//! row_group_rows = 1048576         # rows per Parquet row group; default 1 Mi
+//! max_file_bytes = 268435456       # a file rolls over past this size; default 256 MiB
+//! memory_budget_bytes = 268435456  # encoded rows held before row groups are cut; default 256 MiB
+//! # enabled = false                # the section without this line turns the export on
+//! ```
+//!
+//! The live service publishes files with its checkpoints, so the export needs `[state]`.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{ConfigError, Errors};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportConfig {
+    pub dir: PathBuf,
+    pub row_group_rows: usize,
+    pub max_file_bytes: u64,
+    pub memory_budget_bytes: usize,
+}
+
+pub const DEFAULT_EXPORT_DIR: &str = "spiral-export";
+
+impl Default for ExportConfig {
+    fn default() -> Self {
+        ExportConfig {
+            dir: PathBuf::from(DEFAULT_EXPORT_DIR),
+            row_group_rows: 1 << 20,
+            max_file_bytes: 256 << 20,
+            memory_budget_bytes: 256 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawExport {
+    enabled: Option<bool>,
+    dir: Option<String>,
+    row_group_rows: Option<i64>,
+    max_file_bytes: Option<i64>,
+    memory_budget_bytes: Option<i64>,
+}
+
+impl RawExport {
+    /// `None` when there is no `[export]` section or it says `enabled = false`.
+    pub(crate) fn validate(
+        raw: Option<RawExport>,
+        errors: &Errors<'_>,
+    ) -> Result<Option<ExportConfig>, ConfigError> {
+        let Some(raw) = raw else { return Ok(None) };
+        let defaults = ExportConfig::default();
+        let range = |key: &str, value: Option<i64>, min: i64, max: i64, default: u64| match value {
+            None => Ok(default),
+            Some(n) if (min..=max).contains(&n) => Ok(n as u64),
+            Some(n) => Err(errors.at(
+                format!("export.{key}"),
+                format!("must be between {min} and {max}, got {n}"),
+            )),
+        };
+        let row_group_rows = range(
+            "row_group_rows",
+            raw.row_group_rows,
+            1024,
+            1 << 26,
+            defaults.row_group_rows as u64,
+        )?;
+        let max_file_bytes = range(
+            "max_file_bytes",
+            raw.max_file_bytes,
+            1 << 20,
+            1 << 40,
+            defaults.max_file_bytes,
+        )?;
+        let memory_budget_bytes = range(
+            "memory_budget_bytes",
+            raw.memory_budget_bytes,
+            1 << 20,
+            1 << 40,
+            defaults.memory_budget_bytes as u64,
+        )?;
+        let dir = match raw.dir {
+            Some(d) if d.trim().is_empty() => {
+                return Err(errors.at("export.dir", "must not be empty"));
+            }
+            d => PathBuf::from(d.as_deref().unwrap_or(DEFAULT_EXPORT_DIR)),
+        };
+        if !raw.enabled.unwrap_or(true) {
+            return Ok(None);
+        }
+        Ok(Some(ExportConfig {
+            dir,
+            row_group_rows: row_group_rows as usize,
+            max_file_bytes,
+            memory_budget_bytes: memory_budget_bytes as usize,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    const FUNNEL: &str =
+        "[[funnel]]\nname = \"f\"\nstages = [\"a\", \"b\"]\nconversion_window = \"1d\"\n";
+
+    fn parse(text: &str) -> Result<Option<ExportConfig>, String> {
+        Config::parse(&format!("{text}\n{FUNNEL}"), "e.toml")
+            .map(|c| c.service.export)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn off_without_the_section_and_defaults_with_it() {
+        assert_eq!(parse("").unwrap(), None);
+        assert_eq!(parse("[export]").unwrap(), Some(ExportConfig::default()));
+        assert_eq!(parse("[export]\nenabled = false").unwrap(), None);
+        let e = parse("[export]\ndir = \"x\"\nrow_group_rows = 4096")
+            .unwrap()
+            .unwrap();
+        assert_eq!((e.dir, e.row_group_rows), (PathBuf::from("x"), 4096));
+    }
+
+    #[test]
+    fn problems_name_the_key() {
+        let cases = [
+            (
+                "[export]\ndir = \" \"",
+                "e.toml: export.dir: must not be empty",
+            ),
+            (
+                "[export]\nrow_group_rows = 10",
+                "e.toml: export.row_group_rows: must be between",
+            ),
+            (
+                "[export]\nmax_file_bytes = 0",
+                "e.toml: export.max_file_bytes: must be between",
+            ),
+            ("[export]\nrows = 1", "e.toml: export.rows: unknown field"),
+            (
+                "[export]\n[state]\nenabled = false",
+                "e.toml: export: needs [state]",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = parse(text).unwrap_err();
+            assert!(got.starts_with(want), "{text}\n got: {got}\nwant: {want}");
+        }
+    }
+}

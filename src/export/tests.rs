@@ -1,0 +1,200 @@
+//! The writer on its own: rows come back from the files as they went in, files roll over
+//! and partitions close under the limits, and nothing is visible before it is published.
+
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::path::Path;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType, UInt64Type};
+use arrow_array::{Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::files::{Files, highest_revision, publish};
+use super::tables::{Origin, Rows, Table, Touch};
+use crate::config::ExportConfig;
+
+const DAY: i64 = 86_400_000;
+const T0: i64 = 1_767_571_200_000; // 2026-01-05
+
+fn config(dir: &Path) -> ExportConfig {
+    ExportConfig {
+        dir: dir.to_path_buf(),
+        row_group_rows: 1024,
+        max_file_bytes: 1 << 20,
+        memory_budget_bytes: 1 << 20,
+    }
+}
+
+/// Every `.parquet` file under `dir`, relative, skipping the staging area.
+fn published(dir: &Path) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            let rel = path
+                .strip_prefix(dir)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            if rel.starts_with("_staging") {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if rel.ends_with(".parquet") {
+                found.insert(rel);
+            }
+        }
+    }
+    found
+}
+
+fn read(path: &Path) -> Vec<RecordBatch> {
+    ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap())
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|b| b.unwrap())
+        .collect()
+}
+
+/// A touch row per (i, day): ids, times, costs and origins that say which row they were.
+fn push_touches(files: &mut Files, n: u64, days: i64) {
+    for i in 0..n {
+        let id = format!("ev-{i:06}");
+        let contact = format!("c{}", i % 7);
+        let touch = Touch {
+            event_id: &id,
+            occurred_at: T0 + (i as i64 % days) * DAY + i as i64,
+            touchpoint: "web_visit",
+            channel: if i.is_multiple_of(3) {
+                "offline"
+            } else {
+                "online"
+            },
+            stage: None,
+            account_id: (i.is_multiple_of(2)).then_some("acme"),
+            contact_id: Some(&contact),
+            anonymous_id: None,
+            campaign: (i.is_multiple_of(5)).then_some("spring"),
+            source: None,
+            cost: (i.is_multiple_of(4)).then_some(i as f64 / 8.0),
+            revenue: None,
+            late: i.is_multiple_of(11),
+            origin: Origin::Kafka {
+                topic: "touchpoints",
+                partition: (i % 3) as i32,
+                offset: i as i64,
+            },
+        };
+        let revision = files.revision();
+        files
+            .append(Table::Touches, touch.occurred_at, |rows| {
+                let Rows::Touches(r) = rows else { panic!() };
+                r.push(&touch, revision)
+            })
+            .unwrap();
+    }
+}
+
+#[test]
+fn rows_round_trip_through_published_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Files::open(&config(dir.path()), 7).unwrap();
+    push_touches(&mut files, 30_000, 3);
+    let sealed = files.seal().unwrap();
+    assert_eq!(sealed.revision, 7);
+    assert_eq!(files.revision(), 8);
+    // Sealed is not published: no final name shows anything yet.
+    assert!(published(dir.path()).is_empty());
+    publish(dir.path(), &sealed).unwrap();
+    let names = published(dir.path());
+    assert_eq!(names, sealed.files.iter().cloned().collect());
+    assert!(names.iter().any(|n| n.contains("date=2026-01-05")));
+    // Publishing again (a recovery does) changes nothing.
+    publish(dir.path(), &sealed).unwrap();
+    assert_eq!(published(dir.path()), names);
+    assert_eq!(highest_revision(dir.path()).unwrap(), 7);
+
+    let mut seen = BTreeSet::new();
+    for name in &names {
+        assert!(name.starts_with("touches/date=2026-01-0"), "{name}");
+        assert!(name.contains("/part-000000000007-"), "{name}");
+        let day = &name["touches/date=".len()..][..10];
+        for batch in read(&dir.path().join(name)) {
+            assert_eq!(batch.schema(), Table::Touches.schema());
+            let ids = batch.column(0).as_string::<i32>();
+            let times = batch.column(1).as_primitive::<TimestampMillisecondType>();
+            let costs = batch.column(10).as_primitive::<Float64Type>();
+            let offsets = batch.column(15).as_primitive::<Int64Type>();
+            let revisions = batch.column(16).as_primitive::<UInt64Type>();
+            for r in 0..batch.num_rows() {
+                let i: u64 = ids.value(r)["ev-".len()..].parse().unwrap();
+                assert_eq!(times.value(r), T0 + (i as i64 % 3) * DAY + i as i64);
+                assert_eq!(crate::time::format_date(times.value(r)), day);
+                assert_eq!(costs.is_valid(r), i.is_multiple_of(4));
+                if i.is_multiple_of(4) {
+                    assert_eq!(costs.value(r), i as f64 / 8.0);
+                }
+                assert_eq!(offsets.value(r), i as i64);
+                assert_eq!(revisions.value(r), 7);
+                assert!(seen.insert(i), "row {i} twice");
+            }
+        }
+    }
+    assert_eq!(seen.len(), 30_000);
+}
+
+#[test]
+fn files_roll_over_by_size_and_partitions_beyond_the_open_limit_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ExportConfig {
+        max_file_bytes: 256 << 10,
+        ..config(dir.path())
+    };
+    let mut files = Files::open(&config, 1).unwrap();
+    // 200 days of one row each: more partitions than files may be open at once.
+    push_touches(&mut files, 200, 200);
+    // Then enough rows on one day to pass max_file_bytes (256 KiB) several times.
+    push_touches(&mut files, 80_000, 1);
+    let sealed = files.seal().unwrap();
+    publish(dir.path(), &sealed).unwrap();
+    let names = published(dir.path());
+    let first_day: Vec<_> = names
+        .iter()
+        .filter(|n| n.contains("date=2026-01-05/"))
+        .collect();
+    assert!(first_day.len() >= 3, "{first_day:?}");
+    assert!(names.iter().filter(|n| n.contains("date=")).count() >= 200);
+    let rows: usize = names
+        .iter()
+        .flat_map(|n| read(&dir.path().join(n)))
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 80_200);
+    for name in first_day {
+        let size = std::fs::metadata(dir.path().join(name)).unwrap().len();
+        assert!(size < 1 << 20, "{name}: {size} bytes");
+    }
+}
+
+#[test]
+fn a_new_start_removes_what_an_earlier_one_left_in_staging() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Files::open(&config(dir.path()), 3).unwrap();
+    push_touches(&mut files, 100, 2);
+    let sealed = files.seal().unwrap();
+    // Crash before publishing: the next start (from the previous checkpoint) clears it.
+    drop(files);
+    assert!(dir.path().join("_staging").exists());
+    let files = Files::open(&config(dir.path()), 3).unwrap();
+    assert!(!dir.path().join("_staging").exists());
+    assert!(published(dir.path()).is_empty());
+    assert!(
+        publish(dir.path(), &sealed).is_err(),
+        "its staged files are gone"
+    );
+    drop(files);
+}

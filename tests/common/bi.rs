@@ -1,0 +1,149 @@
+//! The BI files checked the way an analyst would read them: the shipped DuckDB views
+//! (`deploy/bi/views.sql`, run by `deploy/bi/query.py`) over an export directory must give
+//! the summary's numbers for every funnel and stage.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+use spiral::config::{Config, ExportConfig};
+use spiral::export::Exporter;
+use spiral::replay::Replayer;
+use spiral::summary::Summary;
+
+/// The Python with the `duckdb` package: `$SPIRAL_DUCKDB_PYTHON`, or the one
+/// `scripts/deps.sh` installs.
+pub fn duckdb_python() -> PathBuf {
+    let python = std::env::var_os("SPIRAL_DUCKDB_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            PathBuf::from(home).join(".cache/spiral/duckdb/bin/python")
+        });
+    assert!(
+        python.exists(),
+        "DuckDB for Python is missing at {} (run scripts/deps.sh, or set SPIRAL_DUCKDB_PYTHON)",
+        python.display()
+    );
+    python
+}
+
+/// Rows of each query over the export directory `dir`, after the shipped views.
+pub fn query(dir: &Path, sql: &[&str]) -> Vec<Vec<Value>> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/bi/query.py");
+    let out = Command::new(duckdb_python())
+        .arg(script)
+        .arg(dir)
+        .args(sql)
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "query.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| match serde_json::from_str(line).unwrap() {
+            Value::Array(rows) => rows,
+            other => panic!("not rows: {other}"),
+        })
+        .collect()
+}
+
+/// Asserts that the files under `dir` give `summary`'s journey counts and every number of
+/// its stage table, for every funnel and stage (a stage nobody entered has no rows).
+pub fn assert_files_match(dir: &Path, summary: &Summary) {
+    let results = query(dir, &["FROM funnel_table", "FROM stage_table"]);
+    let (funnels, stages) = (&results[0], &results[1]);
+    let int = |row: &Value, key: &str| row[key].as_i64().unwrap_or_else(|| panic!("{key}: {row}"));
+    for f in &summary.funnels {
+        let journeys = funnels
+            .iter()
+            .find(|r| r["funnel"] == f.name.as_str())
+            .map(|r| {
+                (
+                    int(r, "journeys"),
+                    int(r, "journeys_won"),
+                    int(r, "journeys_lost"),
+                )
+            })
+            .unwrap_or_default();
+        assert_eq!(
+            journeys,
+            (f.journeys, f.journeys_won, f.journeys_lost),
+            "funnel {}: journeys, won, lost from the files",
+            f.name
+        );
+        for (i, s) in f.stages.iter().enumerate() {
+            let row = stages
+                .iter()
+                .find(|r| r["funnel"] == f.name.as_str() && r["stage_index"] == i);
+            let got = row.map_or([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, i as i64], |r| {
+                [
+                    int(r, "entered"),
+                    int(r, "converted"),
+                    int(r, "dropped"),
+                    int(r, "open"),
+                    int(r, "conversion_ms_sum"),
+                    int(r, "entered_online"),
+                    int(r, "entered_offline"),
+                    int(r, "turns_0"),
+                    int(r, "turns_1"),
+                    int(r, "turns_2"),
+                    int(r, "turns_3"),
+                    int(r, "turns_4_plus"),
+                    i as i64,
+                ]
+            });
+            let t = s.turns_before_entry.as_array();
+            let want = [
+                s.entered,
+                s.converted,
+                s.dropped,
+                s.open,
+                s.conversion_ms_sum,
+                s.entered_by_channel.online,
+                s.entered_by_channel.offline,
+                t[0],
+                t[1],
+                t[2],
+                t[3],
+                t[4],
+                i as i64,
+            ];
+            assert_eq!(
+                got, want,
+                "funnel {} stage {} from the files",
+                f.name, s.name
+            );
+        }
+    }
+}
+
+/// Replays `messages` with the export on, publishing a revision every `every` messages (as
+/// the live service does at each checkpoint) and at the end; checks the files against the
+/// summary and returns it.
+pub fn replay_checked(config: &str, messages: &[String], every: usize) -> Summary {
+    let config = Config::parse(config, "test.toml").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let settings = ExportConfig {
+        dir: dir.path().to_path_buf(),
+        ..ExportConfig::default()
+    };
+    let mut replayer = Replayer::new(&config, std::io::sink())
+        .unwrap()
+        .with_export(Exporter::open(&settings, 1).unwrap());
+    for (i, m) in messages.iter().enumerate() {
+        replayer
+            .message(m.as_bytes(), "test", i as u64 + 1)
+            .unwrap();
+        if (i + 1) % every.max(1) == 0 {
+            replayer.publish_export().unwrap();
+        }
+    }
+    let summary = replayer.finish(None).unwrap().0;
+    assert_files_match(dir.path(), &summary);
+    summary
+}
