@@ -163,9 +163,19 @@ impl<W: Write> Replayer<W> {
             None => self.engine.summary(),
         };
         if let Some(export) = &mut self.export {
+            let started = std::time::Instant::now();
             export.changes(&mut self.engine, watermark)?;
+            let changes = started.elapsed();
             let sealed = export.seal()?;
+            let seal = started.elapsed();
             export.publish(&sealed)?;
+            tracing::debug!(
+                changes_ms = changes.as_millis() as u64,
+                seal_ms = (seal - changes).as_millis() as u64,
+                publish_ms = (started.elapsed() - seal).as_millis() as u64,
+                files = sealed.files.len(),
+                "export written"
+            );
         }
         Ok((summary, self.engine))
     }

@@ -7,9 +7,10 @@
 //! _staging/r000000000043/journeys/date=…/part-…-000.parquet  complete, not published yet
 //! ```
 //!
-//! Rows are collected per table and date (the UTC date of the row's own time), encoded into a
-//! file per partition as they come, in row groups of `row_group_rows`, and a file rolls over
-//! at `max_file_bytes`. Encoded rows waiting for their row group are held in memory; past
+//! Rows are collected per table and date partition (see `docs/bi.md` for which date), handed
+//! in batches to a writer thread that encodes them into a file per partition (ZSTD), in row
+//! groups of `row_group_rows`; a file rolls over at `max_file_bytes`, and at most [`MAX_OPEN`]
+//! are open at once. Rows waiting for their row group are held in memory; past
 //! `memory_budget_bytes` the biggest partitions cut their row groups early. [`Files::seal`]
 //! closes and fsyncs every file of the revision; [`publish`] renames them to their final names
 //! (deterministic: table, date, revision, sequence) once the checkpoint that covers them is
@@ -22,10 +23,15 @@ use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
+use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
+use parquet::schema::types::ColumnPath;
 
 use super::tables::{Rows, Table};
 use crate::config::ExportConfig;
@@ -35,10 +41,20 @@ use crate::time::{Millis, format_date};
 const BATCH_ROWS: usize = 8192;
 /// Rough size of a row waiting in the builders, for the memory budget.
 const ROW_BYTES: usize = 160;
+/// Most bytes of rows waiting in the builders, over all partitions.
+const WAITING_BYTES: usize = 16 << 20;
 /// Files open at once at most; the least recently used partition's file is finished first.
 /// A backfill over years of history has thousands of date partitions.
 const MAX_OPEN: usize = 64;
 const STAGING: &str = "_staging";
+const DAY: i64 = 86_400_000;
+/// Parquet column paths whose values are (nearly) all distinct.
+const UNIQUE_COLUMNS: &[&str] = &[
+    "event_id",
+    "origin_offset",
+    "entering_event_id",
+    "event_ids.list.item",
+];
 
 /// The files of one revision, complete and durable under their staging names.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -48,28 +64,29 @@ pub struct Sealed {
     pub files: Vec<String>,
 }
 
-struct Part {
-    rows: Rows,
-    writer: Option<ArrowWriter<File>>,
-    /// The final name of the file being written.
-    name: String,
-    /// When rows last went into the file, for [`MAX_OPEN`].
-    used: u64,
+type Key = (Table, i64);
+
+/// What the caller's thread hands the writer thread.
+enum Job {
+    Batch(Key, RecordBatch),
+    /// Close every file of the revision and answer with its names.
+    Seal,
 }
 
+/// The caller's side: rows are collected into Arrow builders per partition, and full batches
+/// go to a thread of their own that encodes and compresses them into Parquet (most of the
+/// export's cost), so that the consumer thread pays little more than copying the fields.
 pub struct Files {
     dir: PathBuf,
     revision: u64,
-    props: WriterProperties,
-    max_file_bytes: usize,
-    memory_budget: usize,
-    parts: BTreeMap<(Table, i64), Part>,
-    /// Files of this revision per partition so far (their sequence numbers).
-    sequence: BTreeMap<(Table, i64), u32>,
-    sealed: Vec<String>,
+    /// Bytes of rows kept in the builders before every partition hands its rows over.
+    waiting_budget: usize,
+    parts: BTreeMap<Key, Rows>,
     waiting_rows: usize,
-    open: usize,
-    clock: u64,
+    jobs: SyncSender<Job>,
+    sealed: Receiver<io::Result<Sealed>>,
+    /// Bytes the writer thread holds in unfinished row groups.
+    encoded: Arc<AtomicUsize>,
 }
 
 impl Files {
@@ -82,25 +99,66 @@ impl Files {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("a valid level"),
-            ))
+        let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("a valid level"),
+        ));
+        // Columns of (nearly) unique ids gain nothing from a dictionary but its cost.
+        for column in UNIQUE_COLUMNS {
+            let path = ColumnPath::new(column.split('.').map(str::to_string).collect());
+            props = props.set_column_dictionary_enabled(path, false);
+        }
+        let props = props
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .set_created_by(format!("spiral {}", env!("CARGO_PKG_VERSION")))
             .build();
-        Ok(Files {
-            dir,
+        let encoded = Arc::new(AtomicUsize::new(0));
+        let mut writer = Writer {
+            dir: dir.clone(),
             revision,
             props,
             max_file_bytes: config.max_file_bytes as usize,
-            memory_budget: config.memory_budget_bytes,
-            parts: BTreeMap::new(),
+            memory_budget: config.memory_budget_bytes / 2,
+            open: BTreeMap::new(),
             sequence: BTreeMap::new(),
             sealed: Vec::new(),
-            waiting_rows: 0,
-            open: 0,
             clock: 0,
+            error: None,
+            encoded: encoded.clone(),
+        };
+        let (jobs, job_rx) = sync_channel::<Job>(16);
+        let (sealed_tx, sealed) = sync_channel(1);
+        std::thread::Builder::new()
+            .name("spiral-export".into())
+            .spawn(move || {
+                let mut busy = std::time::Duration::ZERO;
+                for job in job_rx {
+                    let started = std::time::Instant::now();
+                    match job {
+                        Job::Batch(key, batch) => {
+                            writer.batch(key, &batch);
+                            busy += started.elapsed();
+                        }
+                        Job::Seal => {
+                            tracing::debug!(
+                                busy_ms = busy.as_millis() as u64,
+                                "export writer before seal"
+                            );
+                            if sealed_tx.send(writer.seal()).is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(Files {
+            dir,
+            revision,
+            waiting_budget: (config.memory_budget_bytes / 4).min(WAITING_BYTES),
+            parts: BTreeMap::new(),
+            waiting_rows: 0,
+            jobs,
+            sealed,
+            encoded,
         })
     }
 
@@ -120,144 +178,209 @@ impl Files {
         time: Millis,
         add: impl FnOnce(&mut Rows),
     ) -> io::Result<()> {
-        let key = (table, time.div_euclid(86_400_000));
-        let part = self.parts.entry(key).or_insert_with(|| Part {
-            rows: Rows::new(table),
-            writer: None,
-            name: String::new(),
-            used: 0,
-        });
-        let before = part.rows.len();
-        add(&mut part.rows);
-        self.waiting_rows += part.rows.len() - before;
-        if part.rows.len() >= BATCH_ROWS {
-            self.encode(key)?;
+        let key = (table, time.div_euclid(DAY));
+        let rows = self.parts.entry(key).or_insert_with(|| Rows::new(table));
+        let before = rows.len();
+        add(rows);
+        self.waiting_rows += rows.len() - before;
+        if rows.len() >= BATCH_ROWS {
+            self.send(key)?;
+        }
+        if self.waiting_rows * ROW_BYTES > self.waiting_budget {
+            // Many partitions with a few rows each (a day's touches, a backfill over years):
+            // hand them all over, so the writer thread works while rows come in.
+            let keys: Vec<Key> = self.parts.keys().copied().collect();
+            for key in keys {
+                self.send(key)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn send(&mut self, key: Key) -> io::Result<()> {
+        let rows = self.parts.get_mut(&key).expect("the partition exists");
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.waiting_rows -= rows.len();
+        let batch = rows.finish(key.0);
+        self.jobs
+            .send(Job::Batch(key, batch))
+            .map_err(|_| io::Error::other("the export writer has stopped"))
+    }
+
+    /// Bytes held in memory: rows not encoded yet and encoded rows of unfinished row groups.
+    pub fn memory(&self) -> usize {
+        self.waiting_rows * ROW_BYTES + self.encoded.load(Ordering::Relaxed)
+    }
+
+    /// Closes every file of the revision, durably, and starts the next revision. An error
+    /// loses the revision's rows: the caller must not go on as if they were written.
+    pub fn seal(&mut self) -> io::Result<Sealed> {
+        let keys: Vec<Key> = self.parts.keys().copied().collect();
+        for key in keys {
+            self.send(key)?;
+        }
+        self.parts.clear();
+        self.revision += 1;
+        self.jobs
+            .send(Job::Seal)
+            .map_err(|_| io::Error::other("the export writer has stopped"))?;
+        self.sealed
+            .recv()
+            .map_err(|_| io::Error::other("the export writer has stopped"))?
+    }
+}
+
+/// An open file of one partition.
+struct Open {
+    writer: ArrowWriter<File>,
+    /// Its final name.
+    name: String,
+    /// When rows last went into it, for [`MAX_OPEN`].
+    used: u64,
+}
+
+/// The writer thread's side: Parquet files in the staging area.
+struct Writer {
+    dir: PathBuf,
+    revision: u64,
+    props: WriterProperties,
+    max_file_bytes: usize,
+    memory_budget: usize,
+    open: BTreeMap<Key, Open>,
+    /// Files of this revision per partition so far (their sequence numbers).
+    sequence: BTreeMap<Key, u32>,
+    sealed: Vec<String>,
+    clock: u64,
+    /// The first error of this revision; the rest of it is dropped, and sealing reports it.
+    error: Option<io::Error>,
+    encoded: Arc<AtomicUsize>,
+}
+
+impl Writer {
+    fn batch(&mut self, key: Key, batch: &RecordBatch) {
+        if self.error.is_none()
+            && let Err(e) = self.write(key, batch)
+        {
+            self.error = Some(e);
+        }
+    }
+
+    fn write(&mut self, key: Key, batch: &RecordBatch) -> io::Result<()> {
+        if !self.open.contains_key(&key) {
+            if self.open.len() >= MAX_OPEN {
+                let oldest = self
+                    .open
+                    .iter()
+                    .min_by_key(|(_, o)| o.used)
+                    .map(|(&k, _)| k)
+                    .expect("files are open");
+                self.close(oldest)?;
+            }
+            let seq = self.sequence.entry(key).or_default();
+            let name = format!(
+                "{}/date={}/part-{:012}-{:03}.parquet",
+                key.0.name(),
+                format_date(key.1 * DAY),
+                self.revision,
+                seq
+            );
+            *seq += 1;
+            let path = staging(&self.dir, self.revision).join(&name);
+            fs::create_dir_all(path.parent().expect("a file has a directory"))?;
+            let writer = ArrowWriter::try_new(
+                File::create(&path)?,
+                key.0.schema(),
+                Some(self.props.clone()),
+            )
+            .map_err(io::Error::other)?;
+            self.open.insert(
+                key,
+                Open {
+                    writer,
+                    name,
+                    used: 0,
+                },
+            );
+        }
+        self.clock += 1;
+        let open = self.open.get_mut(&key).expect("opened above");
+        open.used = self.clock;
+        open.writer.write(batch).map_err(io::Error::other)?;
+        if open.writer.bytes_written() + open.writer.in_progress_size() >= self.max_file_bytes {
+            self.close(key)?;
+        }
+        // Summing every open file's buffers costs; a few batches' worth of slack is fine.
+        if self.clock.is_multiple_of(16) {
             self.keep_to_budget()?;
         }
         Ok(())
     }
 
-    /// Encodes the waiting rows of a partition into its file, rolling the file over when it
-    /// is full.
-    fn encode(&mut self, key: (Table, i64)) -> io::Result<()> {
-        if self.parts[&key].rows.is_empty() {
-            return Ok(());
-        }
-        if self.parts[&key].writer.is_none() && self.open >= MAX_OPEN {
-            let oldest = self
-                .parts
-                .iter()
-                .filter(|(_, p)| p.writer.is_some())
-                .min_by_key(|(_, p)| p.used)
-                .map(|(&k, _)| k)
-                .expect("files are open");
-            let part = self.parts.get_mut(&oldest).expect("listed");
-            close(part, &mut self.sealed)?;
-            self.open -= 1;
-        }
-        self.clock += 1;
-        let part = self.parts.get_mut(&key).expect("the partition exists");
-        part.used = self.clock;
-        if part.writer.is_none() {
-            let seq = self.sequence.entry(key).or_default();
-            part.name = format!(
-                "{}/date={}/part-{:012}-{:03}.parquet",
-                key.0.name(),
-                format_date(key.1 * 86_400_000),
-                self.revision,
-                seq
-            );
-            *seq += 1;
-            let path = staging(&self.dir, self.revision).join(&part.name);
-            fs::create_dir_all(path.parent().expect("a file has a directory"))?;
-            let file = File::create(&path)?;
-            let writer = ArrowWriter::try_new(file, key.0.schema(), Some(self.props.clone()))
-                .map_err(io::Error::other)?;
-            part.writer = Some(writer);
-            self.open += 1;
-        }
-        self.waiting_rows -= part.rows.len();
-        let batch = part.rows.finish(key.0);
-        let writer = part.writer.as_mut().expect("opened above");
-        writer.write(&batch).map_err(io::Error::other)?;
-        if writer.bytes_written() + writer.in_progress_size() >= self.max_file_bytes {
-            close(part, &mut self.sealed)?;
-            self.open -= 1;
-        }
-        Ok(())
-    }
-
-    /// Bytes held in memory: encoded rows of unfinished row groups and rows not encoded yet.
-    pub fn memory(&self) -> usize {
-        let encoded: usize = self
-            .parts
-            .values()
-            .filter_map(|p| p.writer.as_ref())
-            .map(ArrowWriter::memory_size)
-            .sum();
-        encoded + self.waiting_rows * ROW_BYTES
-    }
-
-    /// Past the budget, the partitions holding the most cut their row groups now.
+    /// Past the budget, the files holding the most in memory cut their row groups now.
     fn keep_to_budget(&mut self) -> io::Result<()> {
-        if self.memory() <= self.memory_budget {
+        let mut held: Vec<(Key, usize)> = self
+            .open
+            .iter()
+            .map(|(&k, o)| (k, o.writer.memory_size()))
+            .collect();
+        let mut total: usize = held.iter().map(|h| h.1).sum();
+        self.encoded.store(total, Ordering::Relaxed);
+        if total <= self.memory_budget {
             return Ok(());
         }
-        let mut held: Vec<((Table, i64), usize)> = self
-            .parts
-            .iter()
-            .map(|(&k, p)| {
-                let encoded = p.writer.as_ref().map_or(0, ArrowWriter::memory_size);
-                (k, encoded + p.rows.len() * ROW_BYTES)
-            })
-            .collect();
         held.sort_unstable_by_key(|h| std::cmp::Reverse(h.1));
-        for (key, _) in held {
-            if self.memory() <= self.memory_budget / 2 {
+        for (key, bytes) in held {
+            if total <= self.memory_budget / 2 {
                 break;
             }
-            self.encode(key)?;
-            if let Some(writer) = &mut self.parts.get_mut(&key).expect("listed").writer {
-                writer.flush().map_err(io::Error::other)?;
-            }
+            let writer = &mut self.open.get_mut(&key).expect("listed").writer;
+            writer.flush().map_err(io::Error::other)?;
+            total -= bytes;
+        }
+        self.encoded.store(total, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Finishes a partition's file (its footer); [`sync`] makes it durable.
+    fn close(&mut self, key: Key) -> io::Result<()> {
+        if let Some(open) = self.open.remove(&key) {
+            open.writer.into_inner().map_err(io::Error::other)?;
+            self.sealed.push(open.name);
         }
         Ok(())
     }
 
-    /// Closes every file of the revision, durably, and starts the next revision.
-    pub fn seal(&mut self) -> io::Result<Sealed> {
-        let keys: Vec<_> = self.parts.keys().copied().collect();
+    fn seal(&mut self) -> io::Result<Sealed> {
+        let started = std::time::Instant::now();
+        let keys: Vec<Key> = self.open.keys().copied().collect();
         for key in keys {
-            // One partition at a time: encode what waits, finish the file.
-            self.encode(key)?;
-            let part = self.parts.get_mut(&key).expect("listed");
-            if part.writer.is_some() {
-                close(part, &mut self.sealed)?;
-                self.open -= 1;
+            if self.error.is_none()
+                && let Err(e) = self.close(key)
+            {
+                self.error = Some(e);
             }
         }
-        self.parts.clear();
+        self.open.clear();
         self.sequence.clear();
+        self.encoded.store(0, Ordering::Relaxed);
         let mut files = std::mem::take(&mut self.sealed);
         files.sort();
-        let root = staging(&self.dir, self.revision);
-        sync(&root, &files)?;
-        let sealed = Sealed {
-            revision: self.revision,
-            files,
-        };
+        let revision = self.revision;
         self.revision += 1;
-        Ok(sealed)
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        let closed = started.elapsed();
+        sync(&staging(&self.dir, revision), &files)?;
+        tracing::debug!(
+            close_ms = closed.as_millis() as u64,
+            sync_ms = (started.elapsed() - closed).as_millis() as u64,
+            "export revision sealed"
+        );
+        Ok(Sealed { revision, files })
     }
-}
-
-/// Finishes the partition's file (its footer), if one is open. [`sync`] makes it durable.
-fn close(part: &mut Part, sealed: &mut Vec<String>) -> io::Result<()> {
-    if let Some(writer) = part.writer.take() {
-        writer.into_inner().map_err(io::Error::other)?;
-        sealed.push(std::mem::take(&mut part.name));
-    }
-    Ok(())
 }
 
 /// Makes `files` under `root` durable, with their directory entries. On Linux one `syncfs`
@@ -329,9 +452,12 @@ pub fn publish(dir: &Path, sealed: &Sealed) -> io::Result<()> {
     }
     sync(dir, &sealed.files)?;
     match fs::remove_dir_all(&root) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
+    // The staging area itself goes once nothing else waits in it.
+    let _ = fs::remove_dir(dir.join(STAGING));
+    Ok(())
 }
 
 /// The highest revision among the published files under `dir` (0 when there are none), so
