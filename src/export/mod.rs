@@ -197,6 +197,10 @@ impl Exporter {
         self.files.seal()
     }
 
+    pub fn dir(&self) -> &std::path::Path {
+        self.files.dir()
+    }
+
     /// Publishes a sealed revision of this exporter's directory.
     pub fn publish(&self, sealed: &Sealed) -> io::Result<()> {
         publish(self.files.dir(), sealed)

@@ -24,6 +24,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{Checkpoints, format};
+use crate::export::{Exporter, Sealed, publish};
 use crate::time::Millis;
 
 use super::outbox::Outbox;
@@ -62,6 +63,10 @@ pub struct Header {
     /// reached again yet. A recovery from this checkpoint must skip them too.
     #[serde(default)]
     pub dlq_ahead: Vec<(String, i32, i64)>,
+    /// The BI files sealed with this checkpoint, published once it is durable (a recovery
+    /// publishes them again if the process died in between). `None` when the export is off.
+    #[serde(default)]
+    pub export: Option<Sealed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +124,8 @@ struct Job {
     generation: u64,
     /// The checkpoint file, framed ([`format::start`]).
     frame: Vec<u8>,
+    /// BI files to publish once the checkpoint is durable.
+    sealed: Option<Sealed>,
     positions: BTreeMap<TopicPartition, Position>,
     watermark: Option<Millis>,
     started: Instant,
@@ -127,6 +134,8 @@ struct Job {
 struct Done {
     generation: u64,
     result: io::Result<usize>,
+    /// Sealed BI files that could not be published (retried after the next checkpoint).
+    unpublished: Option<(Sealed, io::Error)>,
     /// The job's buffer, handed back for the next checkpoint.
     frame: Vec<u8>,
     positions: BTreeMap<TopicPartition, Position>,
@@ -148,6 +157,13 @@ pub struct Durable {
     last_size: usize,
     /// Positions and watermark of the last durable checkpoint.
     saved: Option<(BTreeMap<TopicPartition, Position>, Option<Millis>)>,
+    /// The BI export, sealed with every checkpoint.
+    export: Option<Exporter>,
+    /// Sealed revisions whose checkpoint is durable but whose publication failed.
+    unpublished: Vec<Sealed>,
+    /// An export failure: rows are lost unless the service restarts from the last checkpoint,
+    /// so the consumer stops (see `docs/bi.md`).
+    fatal: Option<String>,
 }
 
 impl Durable {
@@ -156,17 +172,27 @@ impl Durable {
         checkpoints: Checkpoints,
         next_generation: u64,
         interval: Duration,
+        export: Option<Exporter>,
     ) -> Result<Durable> {
         let (jobs, job_rx) = sync_channel::<Job>(1);
         let (done_tx, done) = sync_channel::<Done>(1);
+        let export_dir = export.as_ref().map(|e| e.dir().to_path_buf());
         std::thread::Builder::new()
             .name("spiral-checkpoint".into())
             .spawn(move || {
                 for job in job_rx {
                     let result = checkpoints.save_frame(job.generation, &job.frame);
+                    // The files become visible only once the state that covers them is.
+                    let unpublished = match (&result, job.sealed, &export_dir) {
+                        (Ok(_), Some(sealed), Some(dir)) => {
+                            publish(dir, &sealed).err().map(|e| (sealed, e))
+                        }
+                        _ => None,
+                    };
                     let done = Done {
                         generation: job.generation,
                         result,
+                        unpublished,
                         frame: job.frame,
                         positions: job.positions,
                         watermark: job.watermark,
@@ -188,7 +214,26 @@ impl Durable {
             frame: Vec::new(),
             last_size: 0,
             saved: None,
+            export,
+            unpublished: Vec::new(),
+            fatal: None,
         })
+    }
+
+    /// The BI exporter, for the touch rows of messages as they are applied.
+    pub fn export(&mut self) -> Option<&mut Exporter> {
+        self.export.as_mut()
+    }
+
+    /// Notes an export failure; the consumer stops at its next check.
+    pub fn fail(&mut self, why: String) {
+        tracing::error!(error = %why, "the BI export failed: stopping, so that a restart from the last checkpoint writes the lost rows again");
+        self.fatal.get_or_insert(why);
+    }
+
+    /// The export failure that must stop the consumer, if any.
+    pub fn fatal(&self) -> Option<&str> {
+        self.fatal.as_deref()
     }
 
     /// Whether a periodic checkpoint is due: none is being written, the interval has passed,
@@ -207,9 +252,35 @@ impl Durable {
     }
 
     /// Takes a snapshot and hands it to the writer. The caller has settled the outbox.
+    ///
+    /// With the BI export on, the journeys changed since the last checkpoint are written and
+    /// the revision's files sealed first, under the same engine lock as the snapshot, so the
+    /// files hold exactly what the checkpoint covers. A failure to seal skips the checkpoint
+    /// and stops the consumer ([`Durable::fatal`]).
     pub fn begin(&mut self, shared: &Shared, outbox: &Outbox) {
+        if self.fatal.is_some() {
+            return;
+        }
         let dead_letters = outbox.dead_letters();
         let started = Instant::now();
+        let mut engine = shared.engine();
+        let sealed = match &mut self.export {
+            Some(export) => {
+                match export
+                    .changes(&mut engine, None)
+                    .and_then(|()| export.seal())
+                {
+                    Ok(sealed) => Some(sealed),
+                    Err(e) => {
+                        drop(engine);
+                        shared.checkpoints.failed.fetch_add(1, Ordering::Relaxed);
+                        self.fail(format!("cannot write the BI files: {e}"));
+                        return;
+                    }
+                }
+            }
+            None => None,
+        };
         let positions = shared.partitions().positions().clone();
         let header = Header {
             positions: positions
@@ -233,15 +304,14 @@ impl Durable {
                 })
                 .cloned()
                 .collect(),
+            export: sealed.clone(),
         };
         let mut frame = std::mem::take(&mut self.frame);
         reserve(&mut frame, self.last_size);
         format::start(&mut frame);
-        let watermark = {
-            let engine = shared.engine();
-            encode(&mut frame, &header, |out| engine.snapshot(out));
-            engine.watermark()
-        };
+        encode(&mut frame, &header, |out| engine.snapshot(out));
+        let watermark = engine.watermark();
+        drop(engine);
         format::finish(&mut frame, self.next_generation);
         self.last_size = frame.len();
         shared
@@ -251,6 +321,7 @@ impl Durable {
         let job = Job {
             generation: self.next_generation,
             frame,
+            sealed,
             positions,
             watermark,
             started,
@@ -296,6 +367,9 @@ impl Durable {
             return true;
         }
         self.begin(shared, outbox);
+        if !self.in_flight {
+            return false; // nothing was handed to the writer (see `fatal`)
+        }
         match self.done.recv() {
             Ok(done) => {
                 let ok = done.result.is_ok();
@@ -315,6 +389,20 @@ impl Durable {
     ) {
         self.in_flight = false;
         self.frame = done.frame;
+        if let Some((sealed, error)) = done.unpublished {
+            tracing::error!(revision = sealed.revision, %error, "cannot publish the BI files of a durable checkpoint; retrying after the next one");
+            self.unpublished.push(sealed);
+        } else if let Some(export) = &self.export {
+            // A durable checkpoint: earlier revisions that failed to publish try again.
+            let dir = export.dir().to_path_buf();
+            self.unpublished.retain(|sealed| match publish(&dir, sealed) {
+                Ok(()) => false,
+                Err(error) => {
+                    tracing::warn!(revision = sealed.revision, %error, "BI files still unpublished");
+                    true
+                }
+            });
+        }
         let counters = &shared.checkpoints;
         let took = done.started.elapsed();
         match done.result {
@@ -440,6 +528,10 @@ mod tests {
             dlq_topic: "dlq".into(),
             dlq_written: vec![(0, 7)],
             dlq_ahead: vec![("t".into(), 2, 45)],
+            export: Some(Sealed {
+                revision: 4,
+                files: vec!["touches/date=2026-01-01/part-000000000004-000.parquet".into()],
+            }),
         };
         let mut payload = Vec::new();
         encode(&mut payload, &header, |out| {

@@ -89,20 +89,39 @@ impl Service {
             Some((checkpoints, next_generation)) => {
                 // Blocking reads at start, before anything is served.
                 let restored = recovery::restore(&checkpoints, config, &counters)?;
-                let (engine, positions, dlq_written, ahead) = match restored {
-                    Some(r) => (r.engine, r.positions, r.dlq_written, r.dlq_ahead),
+                let from_checkpoint = restored.is_some();
+                let (mut engine, positions, dlq_written, ahead, sealed) = match restored {
+                    Some(r) => (r.engine, r.positions, r.dlq_written, r.dlq_ahead, r.export),
                     None => (
                         Engine::new(config).map_err(|e| anyhow!(e))?,
                         Default::default(),
                         Default::default(),
                         Default::default(),
+                        None,
                     ),
                 };
+                let export = config
+                    .service
+                    .export
+                    .as_ref()
+                    .map(|settings| {
+                        recovery::resume_export(
+                            settings,
+                            from_checkpoint,
+                            sealed.as_ref(),
+                            &mut engine,
+                        )
+                    })
+                    .transpose()?;
                 let mut already_dead =
                     recovery::dead_letters_since(kafka, &dlq_written, DLQ_SCAN_TIMEOUT)?;
                 already_dead.extend(ahead);
-                let durable =
-                    Durable::start(checkpoints, next_generation, config.service.state.interval)?;
+                let durable = Durable::start(
+                    checkpoints,
+                    next_generation,
+                    config.service.state.interval,
+                    export,
+                )?;
                 let partitions = Partitions::new(kafka.idle_timeout).with_positions(positions);
                 let recovery = Recovery {
                     durable,

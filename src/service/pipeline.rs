@@ -34,6 +34,7 @@ use super::durable::Durable;
 use super::outbox::Outbox;
 use super::partitions::TopicPartition;
 use super::state::Shared;
+use crate::export::tables::Origin;
 
 /// Settings applied before the operator's (they may change them).
 const DEFAULTS: &[(&str, &str)] = &[
@@ -390,20 +391,29 @@ impl Pipeline {
             let polled = Instant::now();
             let ready = !shared.partitions().is_empty();
             shared.ready.store(ready, Ordering::Relaxed);
-            // The outbox lock is never held across poll: rebalance callbacks take it.
+            // The outbox and durable locks are never held across poll: rebalance callbacks
+            // take them.
             let mut outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
-            apply(shared, decoder, &mut outbox, &batch);
+            let mut durable = durable.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = apply(shared, decoder, &mut outbox, durable.as_mut(), &batch) {
+                if let Some(durable) = durable.as_mut() {
+                    durable.fail(format!("cannot write BI rows: {e}"));
+                }
+            }
             let applied = Instant::now();
             let messages = batch.len();
             batch.clear();
             // Even a graceful stop keeps retrying the dead-letter topic, so that no rejected
             // message is skipped; the shutdown deadline ends the process from outside.
             outbox.after_batch(consumer, &shared.dlq)?;
-            if let Some(durable) = &mut *durable.lock().unwrap_or_else(|p| p.into_inner()) {
+            if let Some(durable) = durable.as_mut() {
                 durable.poll(shared, consumer);
                 if durable.due(shared) {
                     outbox.settle(consumer, &shared.dlq)?;
                     durable.begin(shared, &outbox);
+                }
+                if let Some(why) = durable.fatal() {
+                    return Err(anyhow::anyhow!("{why}"));
                 }
             }
             timing.add(messages, started, polled, applied);
@@ -488,8 +498,17 @@ fn poll<'c>(
     }
 }
 
-/// Applies a batch under one engine lock, then moves the watermark.
-fn apply(shared: &Shared, decoder: &Decoder, outbox: &mut Outbox, batch: &[BorrowedMessage<'_>]) {
+/// Applies a batch under one engine lock, then moves the watermark. Accepted touches become
+/// BI rows when the export is on; an error there means the export lost rows.
+fn apply(
+    shared: &Shared,
+    decoder: &Decoder,
+    outbox: &mut Outbox,
+    mut durable: Option<&mut Durable>,
+    batch: &[BorrowedMessage<'_>],
+) -> std::io::Result<()> {
+    let mut export = durable.as_mut().and_then(|d| d.export());
+    let mut exported = Ok(());
     let now = Instant::now();
     // What the batch did per partition, gathered first so the partition table and the
     // outbox are touched once per partition, not once per message.
@@ -499,7 +518,19 @@ fn apply(shared: &Shared, decoder: &Decoder, outbox: &mut Outbox, batch: &[Borro
         let payload = message.payload().unwrap_or_default();
         let accepted_at = match decoder.decode(payload) {
             Ok(event) => match engine.apply(&event) {
-                Applied::Accepted { .. } => Some(event.occurred_at),
+                Applied::Accepted { late } => {
+                    if let Some(export) = &mut export
+                        && exported.is_ok()
+                    {
+                        let origin = Origin::Kafka {
+                            topic: message.topic(),
+                            partition: message.partition(),
+                            offset: message.offset(),
+                        };
+                        exported = export.event(&event, late, origin);
+                    }
+                    Some(event.occurred_at)
+                }
                 Applied::Duplicate => None,
             },
             Err(rejection) => {
@@ -537,6 +568,7 @@ fn apply(shared: &Shared, decoder: &Decoder, outbox: &mut Outbox, batch: &[Borro
     if let Some(time) = partitions.event_time(now) {
         engine.advance_watermark(time.saturating_sub(shared.allowed_lateness));
     }
+    exported
 }
 
 struct Seen<'a> {

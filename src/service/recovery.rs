@@ -22,8 +22,9 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::TopicPartitionList;
 
 use crate::checkpoint::{Checkpoints, LocalDir, Objects, Storage};
-use crate::config::{Config, KafkaConfig, StateConfig, StateLocation};
+use crate::config::{Config, ExportConfig, KafkaConfig, StateConfig, StateLocation};
 use crate::engine::Engine;
+use crate::export::{Exporter, Sealed, highest_revision, publish};
 
 use super::dlq::{OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER};
 use super::durable::{self, CheckpointCounters};
@@ -41,6 +42,8 @@ pub struct Restored {
     /// Letters the checkpoint knew to be on the topic ahead of its positions.
     pub dlq_ahead: HashSet<Coordinates>,
     pub generation: u64,
+    /// The BI files sealed with the checkpoint, `None` if it was taken with the export off.
+    pub export: Option<Sealed>,
 }
 
 /// The checkpoint store of `state` (or `storage` in its place), with the generation the next
@@ -124,6 +127,7 @@ pub fn restore(
         dlq_written: header.dlq_written.iter().copied().collect(),
         dlq_ahead: header.dlq_ahead.into_iter().collect(),
         generation: loaded.generation,
+        export: header.export,
     };
     tracing::info!(
         generation = restored.generation,
@@ -133,6 +137,40 @@ pub fn restore(
         "state restored from checkpoint"
     );
     Ok(Some(restored))
+}
+
+/// The BI export after a start: the files sealed with the checkpoint the state comes from are
+/// published (the process may have died between the checkpoint and their publication), and
+/// the next revision is above every revision already in the directory. A state restored from
+/// a checkpoint taken with the export off is exported whole at the first checkpoint (its
+/// touches' rows, which are written as messages are read, are not: see `docs/bi.md`).
+pub fn resume_export(
+    settings: &ExportConfig,
+    from_checkpoint: bool,
+    sealed: Option<&Sealed>,
+    engine: &mut Engine,
+) -> Result<Exporter> {
+    let dir = &settings.dir;
+    if let Some(sealed) = sealed {
+        match publish(dir, sealed) {
+            Ok(()) => tracing::info!(
+                revision = sealed.revision,
+                files = sealed.files.len(),
+                "BI files of the checkpoint published"
+            ),
+            Err(error) => tracing::error!(
+                revision = sealed.revision,
+                %error,
+                "the BI files of the checkpoint are missing: queries over export.dir lack that revision's rows"
+            ),
+        }
+    }
+    let published = highest_revision(dir)
+        .with_context(|| format!("export.dir: cannot read {}", dir.display()))?;
+    let next = sealed.map_or(0, |s| s.revision).max(published) + 1;
+    engine.track_changes(from_checkpoint && sealed.is_none());
+    Exporter::open(settings, next)
+        .with_context(|| format!("export.dir: cannot write {}", dir.display()))
 }
 
 /// Source coordinates of the letters on the dead-letter topic from `from` (per partition;
