@@ -395,10 +395,10 @@ impl Pipeline {
             // take them.
             let mut outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
             let mut durable = durable.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = apply(shared, decoder, &mut outbox, durable.as_mut(), &batch) {
-                if let Some(durable) = durable.as_mut() {
-                    durable.fail(format!("cannot write BI rows: {e}"));
-                }
+            if let Err(e) = apply(shared, decoder, &mut outbox, durable.as_mut(), &batch)
+                && let Some(durable) = durable.as_mut()
+            {
+                durable.fail(format!("cannot write BI rows: {e}"));
             }
             let applied = Instant::now();
             let messages = batch.len();
