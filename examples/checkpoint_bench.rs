@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         dlq_topic: "spiral.dlq".into(),
         dlq_written: Vec::new(),
         dlq_ahead: Vec::new(),
-        export: None,
+        export: Vec::new(),
     };
     let mut frame = Vec::new();
     let mut last = 0;

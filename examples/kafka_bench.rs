@@ -84,6 +84,10 @@ struct Args {
     /// directory), or `off` to measure without them.
     #[arg(long, default_value = "10s")]
     state: String,
+    /// `spiral run` also writes the BI files (`[export]`, into a fresh temporary directory);
+    /// needs `--state` on.
+    #[arg(long)]
+    export: bool,
     /// The configuration whose funnels `spiral run` uses; its `[kafka]`/`[http]` sections (if
     /// any) are replaced by ones pointing at the benchmark's broker.
     #[arg(long, default_value = "config/spiral.toml")]
@@ -572,9 +576,15 @@ listen = "{listen}"
             args.state
         )
     };
+    let export = if args.export {
+        let dir = std::env::temp_dir().join(format!("spiral-bench-export-{}", std::process::id()));
+        format!("[export]\ndir = {:?}\n\n", dir.display().to_string())
+    } else {
+        String::new()
+    };
     out = out.replacen(
         "\n[kafka]\n",
-        &format!("\n[state]\n{state}\n\n[kafka]\n"),
+        &format!("\n[state]\n{state}\n\n{export}[kafka]\n"),
         1,
     );
     for setting in &args.consumer_settings {

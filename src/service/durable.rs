@@ -48,6 +48,11 @@ pub struct CheckpointCounters {
     pub restores: AtomicU64,
     /// Newer checkpoints passed over at restore because they did not verify.
     pub fallbacks: AtomicU64,
+    /// The BI export: the last revision published, files published, and revisions whose
+    /// checkpoint is durable but whose files could not be published yet.
+    pub export_revision: AtomicU64,
+    pub export_files: AtomicU64,
+    pub export_unpublished: AtomicU64,
 }
 
 /// What a checkpoint holds besides the engine (whose snapshot checks that the funnels and
@@ -63,10 +68,12 @@ pub struct Header {
     /// reached again yet. A recovery from this checkpoint must skip them too.
     #[serde(default)]
     pub dlq_ahead: Vec<(String, i32, i64)>,
-    /// The BI files sealed with this checkpoint, published once it is durable (a recovery
-    /// publishes them again if the process died in between). `None` when the export is off.
+    /// The BI files sealed with this checkpoint and any earlier revisions not published yet
+    /// (their checkpoint failed to write, or the renames failed), in order: published once
+    /// this checkpoint is durable, and again by a recovery from it (publishing is
+    /// idempotent). Empty when the export is off: with it on, every checkpoint seals one.
     #[serde(default)]
-    pub export: Option<Sealed>,
+    pub export: Vec<Sealed>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -124,8 +131,8 @@ struct Job {
     generation: u64,
     /// The checkpoint file, framed ([`format::start`]).
     frame: Vec<u8>,
-    /// BI files to publish once the checkpoint is durable.
-    sealed: Option<Sealed>,
+    /// BI revisions to publish once the checkpoint is durable.
+    publish: Vec<Sealed>,
     positions: BTreeMap<TopicPartition, Position>,
     watermark: Option<Millis>,
     started: Instant,
@@ -134,8 +141,9 @@ struct Job {
 struct Done {
     generation: u64,
     result: io::Result<usize>,
-    /// Sealed BI files that could not be published (retried after the next checkpoint).
-    unpublished: Option<(Sealed, io::Error)>,
+    /// The revisions published after this checkpoint, and the error that stopped the rest.
+    published: Vec<u64>,
+    publish_error: Option<io::Error>,
     /// The job's buffer, handed back for the next checkpoint.
     frame: Vec<u8>,
     positions: BTreeMap<TopicPartition, Position>,
@@ -159,8 +167,8 @@ pub struct Durable {
     saved: Option<(BTreeMap<TopicPartition, Position>, Option<Millis>)>,
     /// The BI export, sealed with every checkpoint.
     export: Option<Exporter>,
-    /// Sealed revisions whose checkpoint is durable but whose publication failed.
-    unpublished: Vec<Sealed>,
+    /// Sealed revisions not published yet, oldest first.
+    waiting: Vec<Sealed>,
     /// An export failure: rows are lost unless the service restarts from the last checkpoint,
     /// so the consumer stops (see `docs/bi.md`).
     fatal: Option<String>,
@@ -183,16 +191,23 @@ impl Durable {
                 for job in job_rx {
                     let result = checkpoints.save_frame(job.generation, &job.frame);
                     // The files become visible only once the state that covers them is.
-                    let unpublished = match (&result, job.sealed, &export_dir) {
-                        (Ok(_), Some(sealed), Some(dir)) => {
-                            publish(dir, &sealed).err().map(|e| (sealed, e))
+                    let (mut published, mut publish_error) = (Vec::new(), None);
+                    if let (Ok(_), Some(dir)) = (&result, &export_dir) {
+                        for sealed in &job.publish {
+                            match publish(dir, sealed) {
+                                Ok(()) => published.push(sealed.revision),
+                                Err(e) => {
+                                    publish_error = Some(e);
+                                    break;
+                                }
+                            }
                         }
-                        _ => None,
-                    };
+                    }
                     let done = Done {
                         generation: job.generation,
                         result,
-                        unpublished,
+                        published,
+                        publish_error,
                         frame: job.frame,
                         positions: job.positions,
                         watermark: job.watermark,
@@ -215,7 +230,7 @@ impl Durable {
             last_size: 0,
             saved: None,
             export,
-            unpublished: Vec::new(),
+            waiting: Vec::new(),
             fatal: None,
         })
     }
@@ -264,23 +279,20 @@ impl Durable {
         let dead_letters = outbox.dead_letters();
         let started = Instant::now();
         let mut engine = shared.engine();
-        let sealed = match &mut self.export {
-            Some(export) => {
-                match export
-                    .changes(&mut engine, None)
-                    .and_then(|()| export.seal())
-                {
-                    Ok(sealed) => Some(sealed),
-                    Err(e) => {
-                        drop(engine);
-                        shared.checkpoints.failed.fetch_add(1, Ordering::Relaxed);
-                        self.fail(format!("cannot write the BI files: {e}"));
-                        return;
-                    }
+        if let Some(export) = &mut self.export {
+            match export
+                .changes(&mut engine, None)
+                .and_then(|()| export.seal())
+            {
+                Ok(sealed) => self.waiting.push(sealed),
+                Err(e) => {
+                    drop(engine);
+                    shared.checkpoints.failed.fetch_add(1, Ordering::Relaxed);
+                    self.fail(format!("cannot write the BI files: {e}"));
+                    return;
                 }
             }
-            None => None,
-        };
+        }
         let positions = shared.partitions().positions().clone();
         let header = Header {
             positions: positions
@@ -304,7 +316,7 @@ impl Durable {
                 })
                 .cloned()
                 .collect(),
-            export: sealed.clone(),
+            export: self.waiting.clone(),
         };
         let mut frame = std::mem::take(&mut self.frame);
         reserve(&mut frame, self.last_size);
@@ -321,7 +333,7 @@ impl Durable {
         let job = Job {
             generation: self.next_generation,
             frame,
-            sealed,
+            publish: self.waiting.clone(),
             positions,
             watermark,
             started,
@@ -389,21 +401,29 @@ impl Durable {
     ) {
         self.in_flight = false;
         self.frame = done.frame;
-        if let Some((sealed, error)) = done.unpublished {
-            tracing::error!(revision = sealed.revision, %error, "cannot publish the BI files of a durable checkpoint; retrying after the next one");
-            self.unpublished.push(sealed);
-        } else if let Some(export) = &self.export {
-            // A durable checkpoint: earlier revisions that failed to publish try again.
-            let dir = export.dir().to_path_buf();
-            self.unpublished.retain(|sealed| match publish(&dir, sealed) {
-                Ok(()) => false,
-                Err(error) => {
-                    tracing::warn!(revision = sealed.revision, %error, "BI files still unpublished");
-                    true
-                }
-            });
-        }
         let counters = &shared.checkpoints;
+        if done.result.is_ok() && self.export.is_some() {
+            for revision in &done.published {
+                if let Some(at) = self.waiting.iter().position(|s| s.revision == *revision) {
+                    let sealed = self.waiting.remove(at);
+                    counters.export_revision.store(*revision, Ordering::Relaxed);
+                    counters
+                        .export_files
+                        .fetch_add(sealed.files.len() as u64, Ordering::Relaxed);
+                }
+            }
+            if let Some(error) = &done.publish_error {
+                tracing::error!(
+                    revisions = self.waiting.len(),
+                    %error,
+                    "cannot publish the BI files of a durable checkpoint; they wait in staging and are retried after the next one"
+                );
+            }
+            // What still waits was covered by this durable checkpoint and failed to publish.
+            counters
+                .export_unpublished
+                .store(self.waiting.len() as u64, Ordering::Relaxed);
+        }
         let took = done.started.elapsed();
         match done.result {
             Ok(bytes) => {
@@ -528,10 +548,10 @@ mod tests {
             dlq_topic: "dlq".into(),
             dlq_written: vec![(0, 7)],
             dlq_ahead: vec![("t".into(), 2, 45)],
-            export: Some(Sealed {
+            export: vec![Sealed {
                 revision: 4,
                 files: vec!["touches/date=2026-01-01/part-000000000004-000.parquet".into()],
-            }),
+            }],
         };
         let mut payload = Vec::new();
         encode(&mut payload, &header, |out| {

@@ -159,6 +159,9 @@ fn business(shared: &Shared) -> Vec<MetricFamily> {
         dlq.retries.load(std::sync::atomic::Ordering::Relaxed) as f64,
     );
     checkpoint_metrics(&mut m, &shared.checkpoints);
+    if shared.export_on {
+        export_metrics(&mut m, &shared.checkpoints);
+    }
     m.0.into_iter()
         .filter(|f| !f.get_metric().is_empty())
         .collect()
@@ -211,6 +214,29 @@ fn checkpoint_metrics(m: &mut Families, c: &CheckpointCounters) {
         "Newer checkpoints passed over at restore because they did not verify.",
         MetricType::COUNTER,
         get(&c.fallbacks),
+    );
+}
+
+/// The BI export's figures; only while it is on.
+fn export_metrics(m: &mut Families, c: &CheckpointCounters) {
+    let get = |a: &AtomicU64| a.load(Ordering::Relaxed) as f64;
+    m.single(
+        "spiral_export_revision",
+        "The last revision of BI files published (0: none yet since start).",
+        MetricType::GAUGE,
+        get(&c.export_revision),
+    );
+    m.single(
+        "spiral_export_files_total",
+        "BI files published.",
+        MetricType::COUNTER,
+        get(&c.export_files),
+    );
+    m.single(
+        "spiral_export_unpublished_revisions",
+        "Revisions whose checkpoint is durable but whose files could not be published yet.",
+        MetricType::GAUGE,
+        get(&c.export_unpublished),
     );
 }
 

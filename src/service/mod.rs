@@ -97,7 +97,7 @@ impl Service {
                         Default::default(),
                         Default::default(),
                         Default::default(),
-                        None,
+                        Vec::new(),
                     ),
                 };
                 let export = config
@@ -105,12 +105,7 @@ impl Service {
                     .export
                     .as_ref()
                     .map(|settings| {
-                        recovery::resume_export(
-                            settings,
-                            from_checkpoint,
-                            sealed.as_ref(),
-                            &mut engine,
-                        )
+                        recovery::resume_export(settings, from_checkpoint, &sealed, &mut engine)
                     })
                     .transpose()?;
                 let mut already_dead =
@@ -136,6 +131,7 @@ impl Service {
             partitions: Mutex::new(partitions),
             dlq: DlqCounters::default(),
             checkpoints: counters,
+            export_on: config.service.export.is_some(),
             allowed_lateness: config.pipeline.allowed_lateness,
             ready: AtomicBool::new(false),
             stopping: AtomicBool::new(false),

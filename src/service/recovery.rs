@@ -42,8 +42,9 @@ pub struct Restored {
     /// Letters the checkpoint knew to be on the topic ahead of its positions.
     pub dlq_ahead: HashSet<Coordinates>,
     pub generation: u64,
-    /// The BI files sealed with the checkpoint, `None` if it was taken with the export off.
-    pub export: Option<Sealed>,
+    /// The BI revisions the checkpoint covers that may not be published yet; empty if it was
+    /// taken with the export off.
+    pub export: Vec<Sealed>,
 }
 
 /// The checkpoint store of `state` (or `storage` in its place), with the generation the next
@@ -139,7 +140,7 @@ pub fn restore(
     Ok(Some(restored))
 }
 
-/// The BI export after a start: the files sealed with the checkpoint the state comes from are
+/// The BI export after a start: the files the checkpoint the state comes from covers are
 /// published (the process may have died between the checkpoint and their publication), and
 /// the next revision is above every revision already in the directory. A state restored from
 /// a checkpoint taken with the export off is exported whole at the first checkpoint (its
@@ -147,11 +148,11 @@ pub fn restore(
 pub fn resume_export(
     settings: &ExportConfig,
     from_checkpoint: bool,
-    sealed: Option<&Sealed>,
+    sealed: &[Sealed],
     engine: &mut Engine,
 ) -> Result<Exporter> {
     let dir = &settings.dir;
-    if let Some(sealed) = sealed {
+    for sealed in sealed {
         match publish(dir, sealed) {
             Ok(()) => tracing::info!(
                 revision = sealed.revision,
@@ -167,8 +168,8 @@ pub fn resume_export(
     }
     let published = highest_revision(dir)
         .with_context(|| format!("export.dir: cannot read {}", dir.display()))?;
-    let next = sealed.map_or(0, |s| s.revision).max(published) + 1;
-    engine.track_changes(from_checkpoint && sealed.is_none());
+    let next = sealed.iter().map(|s| s.revision).fold(published, u64::max) + 1;
+    engine.track_changes(from_checkpoint && sealed.is_empty());
     Exporter::open(settings, next)
         .with_context(|| format!("export.dir: cannot write {}", dir.display()))
 }

@@ -19,6 +19,8 @@ pub struct Shared {
     pub partitions: Mutex<Partitions>,
     pub dlq: DlqCounters,
     pub checkpoints: CheckpointCounters,
+    /// Whether the BI export is on (its metrics are shown).
+    pub export_on: bool,
     pub allowed_lateness: Millis,
     /// Partitions are assigned and a poll has completed since.
     pub ready: AtomicBool,
