@@ -1,7 +1,9 @@
 //! Durable state in process, on librdkafka's mock cluster (SPEC §6, issue #4), each run
 //! compared with a replay of the same messages: the broker going down and up, torn and
-//! corrupted checkpoints, a full disk, and state that cannot be trusted at all.
+//! corrupted checkpoints, a full disk, and state that cannot be trusted at all; and the BI
+//! files, which wait for a durable checkpoint before anyone can see them.
 
+mod common;
 mod live;
 
 use std::collections::HashMap;
@@ -11,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use spiral::checkpoint::{FullDisk, LocalDir, Storage};
-use spiral::config::{Config, StateLocation};
+use spiral::config::{Config, ExportConfig, StateLocation};
 use spiral::service::Service;
 use spiral::summary::Summary;
 
@@ -173,6 +175,70 @@ fn a_full_disk_is_reported_and_never_gives_wrong_numbers() {
     };
     run_once(&config, Some(Box::new(storage)), mock.lines.len());
     assert!(!checkpoints(state.path()).is_empty());
+}
+
+/// Parquet files under `dir` outside the staging area.
+fn published(dir: &Path) -> usize {
+    let mut n = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.file_name().is_some_and(|f| f == "_staging") {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+#[test]
+fn bi_files_wait_until_a_durable_checkpoint_covers_them() {
+    let mock = live::Mock::new(2, 55, 500, 5_000, "durable-export");
+    let (state, export) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut config = with_state(&mock.config, state.path());
+    config.service.export = Some(ExportConfig {
+        dir: export.path().to_path_buf(),
+        ..ExportConfig::default()
+    });
+    let full = Arc::new(AtomicBool::new(true));
+    let storage = FullDisk {
+        inner: LocalDir::new(state.path()).unwrap(),
+        full: full.clone(),
+    };
+    let (runtime, service) = start(&config, Some(Box::new(storage)));
+    let addr = service.addr;
+    let summary = live::settled_summary(addr, mock.lines.len() as u64, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(1));
+    // Every checkpoint failed: their revisions are sealed in staging, none is visible.
+    assert!(metric(addr, "spiral_checkpoints_total{result=\"failed\"}").unwrap() >= 1.0);
+    assert_eq!(metric(addr, "spiral_export_revision"), Some(0.0));
+    assert_eq!(published(export.path()), 0);
+    assert!(export.path().join("_staging").is_dir());
+
+    // Space comes back: the next durable checkpoint publishes every waiting revision.
+    full.store(false, Ordering::Relaxed);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metric(addr, "spiral_export_revision") == Some(0.0) {
+        assert!(std::time::Instant::now() < deadline, "nothing published");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    runtime.block_on(service.stop()).expect("clean stop");
+    assert!(published(export.path()) > 0);
+    assert!(!export.path().join("_staging").exists());
+    common::bi::assert_files_match(export.path(), &summary);
+    let touches = common::bi::query(
+        export.path(),
+        &["SELECT count(*) AS n, count(DISTINCT (event_id, occurred_at)) AS d FROM touches_all"],
+    );
+    let expected = summary.events.accepted - summary.events.identify;
+    assert_eq!(touches[0][0]["n"].as_u64(), Some(expected));
+    assert_eq!(touches[0][0]["d"].as_u64(), Some(expected));
 }
 
 #[test]
