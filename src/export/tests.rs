@@ -198,3 +198,17 @@ fn a_new_start_removes_what_an_earlier_one_left_in_staging() {
     );
     drop(files);
 }
+
+#[test]
+fn a_write_that_fails_fails_the_seal() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Files::open(&config(dir.path()), 1).unwrap();
+    // A file where the staging directory must go: every file create fails.
+    std::fs::write(dir.path().join("_staging"), b"in the way").unwrap();
+    push_touches(&mut files, 20_000, 2);
+    let err = files.seal().unwrap_err();
+    assert!(!err.to_string().is_empty());
+    assert!(published(dir.path()).is_empty());
+    // The revision is spent: the caller stops, and a restart writes its rows again.
+    assert_eq!(files.revision(), 2);
+}
