@@ -5,7 +5,7 @@
 //! dir = "/var/lib/spiral/export"   # default "spiral-export", relative to the working directory
 //! row_group_rows = 1048576         # rows per Parquet row group; default 1 Mi
 //! max_file_bytes = 268435456       # a file rolls over past this size; default 256 MiB
-//! memory_budget_bytes = 134217728  # rows held in memory before row groups are cut; default 128 MiB
+//! memory_budget_bytes = 67108864   # rows held in memory before row groups are cut; default 64 MiB
 //! # enabled = false                # the section without this line turns the export on
 //! ```
 //!
@@ -33,7 +33,7 @@ impl Default for ExportConfig {
             dir: PathBuf::from(DEFAULT_EXPORT_DIR),
             row_group_rows: 1 << 20,
             max_file_bytes: 256 << 20,
-            memory_budget_bytes: 128 << 20,
+            memory_budget_bytes: 64 << 20,
         }
     }
 }

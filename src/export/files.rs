@@ -30,7 +30,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::tables::{Rows, Table};
@@ -102,10 +102,14 @@ impl Files {
         let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("a valid level"),
         ));
-        // Columns of (nearly) unique ids gain nothing from a dictionary but its cost.
+        // Row-group statistics serve pruning; page-level ones cost more than they save here.
+        props = props.set_statistics_enabled(EnabledStatistics::Chunk);
+        // Columns of (nearly) unique ids gain nothing from a dictionary or min/max but the cost.
         for column in UNIQUE_COLUMNS {
             let path = ColumnPath::new(column.split('.').map(str::to_string).collect());
-            props = props.set_column_dictionary_enabled(path, false);
+            props = props
+                .set_column_dictionary_enabled(path.clone(), false)
+                .set_column_statistics_enabled(path, EnabledStatistics::None);
         }
         let props = props
             .set_max_row_group_row_count(Some(config.row_group_rows))
