@@ -115,6 +115,7 @@ impl Files {
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .set_created_by(format!("spiral {}", env!("CARGO_PKG_VERSION")))
             .build();
+        schema_files(&dir, &props)?;
         let encoded = Arc::new(AtomicUsize::new(0));
         let mut writer = Writer {
             dir: dir.clone(),
@@ -414,6 +415,28 @@ fn sync(root: &Path, files: &[String]) -> io::Result<()> {
         }
         Ok(())
     }
+}
+
+/// Name of the empty file a table starts with: revision 0, in a date partition of its own.
+const SCHEMA_FILE: &str = "date=1970-01-01/part-000000000000-000.parquet";
+
+/// Gives every table without files an empty one (no rows, just its schema), so that the views
+/// and any `read_parquet('table/*/*.parquet')` work before the first row of that table exists
+/// (a glob that matches nothing is an error in DuckDB).
+fn schema_files(dir: &Path, props: &WriterProperties) -> io::Result<()> {
+    for table in Table::ALL {
+        let path = dir.join(table.name()).join(SCHEMA_FILE);
+        if dir.join(table.name()).exists() {
+            continue;
+        }
+        let tmp = dir.join(format!(".{}.tmp", table.name()));
+        let writer = ArrowWriter::try_new(File::create(&tmp)?, table.schema(), Some(props.clone()))
+            .map_err(io::Error::other)?;
+        writer.into_inner().map_err(io::Error::other)?.sync_all()?;
+        fs::create_dir_all(path.parent().expect("a file has a directory"))?;
+        fs::rename(&tmp, &path)?;
+    }
+    Ok(())
 }
 
 fn staging(dir: &Path, revision: u64) -> PathBuf {
