@@ -38,6 +38,14 @@ fn generate(dir: &Path, seed: &str, accounts: &str, events: &str) {
     assert!(out.status.success());
 }
 
+/// `spiral replay -q` of `in.jsonl` with the example configuration, `extra` arguments first.
+fn replay(dir: &Path, summary: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["replay", "-q", "--config", CONFIG, "--summary", summary];
+    args.extend_from_slice(extra);
+    args.push("in.jsonl");
+    spiral(&args, dir)
+}
+
 fn summary(path: &Path) -> Summary {
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -46,20 +54,7 @@ fn summary(path: &Path) -> Summary {
 fn a_backfill_gives_the_summary_through_the_shipped_views() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), "11", "3000", "40000");
-    let out = spiral(
-        &[
-            "replay",
-            "-q",
-            "--config",
-            CONFIG,
-            "--summary",
-            "s.json",
-            "--export",
-            "bi",
-            "in.jsonl",
-        ],
-        dir.path(),
-    );
+    let out = replay(dir.path(), "s.json", &["--export", "bi"]);
     assert!(
         out.status.success(),
         "{}",
@@ -90,20 +85,7 @@ fn a_backfill_gives_the_summary_through_the_shipped_views() {
     );
 
     // A second backfill into the same directory would mix two runs' revisions: refused.
-    let again = spiral(
-        &[
-            "replay",
-            "-q",
-            "--config",
-            CONFIG,
-            "--summary",
-            "t.json",
-            "--export",
-            "bi",
-            "in.jsonl",
-        ],
-        dir.path(),
-    );
+    let again = replay(dir.path(), "t.json", &["--export", "bi"]);
     assert!(!again.status.success());
     let err = String::from_utf8_lossy(&again.stderr);
     assert!(err.contains("--export bi: already holds files"), "{err}");
@@ -113,21 +95,10 @@ fn a_backfill_gives_the_summary_through_the_shipped_views() {
 fn outcomes_at_an_earlier_watermark_match_too() {
     let dir = tempfile::tempdir().unwrap();
     generate(dir.path(), "12", "2000", "20000");
-    let out = spiral(
-        &[
-            "replay",
-            "-q",
-            "--config",
-            CONFIG,
-            "--summary",
-            "s.json",
-            "--export",
-            "bi",
-            "--watermark",
-            "2026-09-01T00:00:00Z",
-            "in.jsonl",
-        ],
+    let out = replay(
         dir.path(),
+        "s.json",
+        &["--export", "bi", "--watermark", "2026-09-01T00:00:00Z"],
     );
     assert!(
         out.status.success(),

@@ -24,6 +24,15 @@ fn with_state(config: &Config, dir: &Path) -> Config {
     config
 }
 
+fn with_export(config: &Config, dir: &Path) -> Config {
+    let mut config = config.clone();
+    config.service.export = Some(ExportConfig {
+        dir: dir.to_path_buf(),
+        ..ExportConfig::default()
+    });
+    config
+}
+
 fn start(config: &Config, storage: Option<Box<dyn Storage>>) -> (tokio::runtime::Runtime, Service) {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let service = runtime
@@ -136,20 +145,35 @@ fn torn_and_corrupted_checkpoints_fall_back_to_an_older_generation() {
     assert!(error.contains("no usable checkpoint"), "{error}");
 }
 
+/// The service with checkpoints into `state` on a disk that is full until the returned flag
+/// is cleared, after it has read every message of `mock` and tried to checkpoint for a second.
+fn start_on_a_full_disk(
+    config: &Config,
+    state: &Path,
+    mock: &live::Mock,
+) -> (tokio::runtime::Runtime, Service, Arc<AtomicBool>, Summary) {
+    let full = Arc::new(AtomicBool::new(true));
+    let storage = FullDisk {
+        inner: LocalDir::new(state).unwrap(),
+        full: full.clone(),
+    };
+    let (runtime, service) = start(config, Some(Box::new(storage)));
+    let summary = live::settled_summary(
+        service.addr,
+        mock.lines.len() as u64,
+        Duration::from_secs(60),
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    (runtime, service, full, summary)
+}
+
 #[test]
 fn a_full_disk_is_reported_and_never_gives_wrong_numbers() {
     let mock = live::Mock::new(2, 53, 400, 4_000, "durable-full");
     let state = tempfile::tempdir().unwrap();
     let config = with_state(&mock.config, state.path());
-    let full = Arc::new(AtomicBool::new(true));
-    let storage = FullDisk {
-        inner: LocalDir::new(state.path()).unwrap(),
-        full: full.clone(),
-    };
-    let (runtime, service) = start(&config, Some(Box::new(storage)));
+    let (runtime, service, full, summary) = start_on_a_full_disk(&config, state.path(), &mock);
     let addr = service.addr;
-    let summary = live::settled_summary(addr, mock.lines.len() as u64, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_secs(1));
     let scrape = live::scrape_values(&live::http_get(addr, "/metrics").1);
     assert!(
         scrape["spiral_checkpoints_total{result=\"failed\"}"] >= 1.0,
@@ -205,20 +229,9 @@ fn published(dir: &Path) -> usize {
 fn bi_files_wait_until_a_durable_checkpoint_covers_them() {
     let mock = live::Mock::new(2, 55, 500, 5_000, "durable-export");
     let (state, export) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut config = with_state(&mock.config, state.path());
-    config.service.export = Some(ExportConfig {
-        dir: export.path().to_path_buf(),
-        ..ExportConfig::default()
-    });
-    let full = Arc::new(AtomicBool::new(true));
-    let storage = FullDisk {
-        inner: LocalDir::new(state.path()).unwrap(),
-        full: full.clone(),
-    };
-    let (runtime, service) = start(&config, Some(Box::new(storage)));
+    let config = with_export(&with_state(&mock.config, state.path()), export.path());
+    let (runtime, service, full, summary) = start_on_a_full_disk(&config, state.path(), &mock);
     let addr = service.addr;
-    let summary = live::settled_summary(addr, mock.lines.len() as u64, Duration::from_secs(60));
-    std::thread::sleep(Duration::from_secs(1));
     // Every checkpoint failed: their revisions are sealed in staging, none is visible.
     assert!(metric(addr, "spiral_checkpoints_total{result=\"failed\"}").unwrap() >= 1.0);
     assert_eq!(metric(addr, "spiral_export_revision"), Some(0.0));
@@ -254,11 +267,7 @@ fn turning_the_export_on_later_writes_every_journey_of_the_restored_state() {
     assert_eq!(published(export.path()), 0);
 
     // The same state, now with the export: the first checkpoint writes every journey.
-    let mut config = config;
-    config.service.export = Some(ExportConfig {
-        dir: export.path().to_path_buf(),
-        ..ExportConfig::default()
-    });
+    let config = with_export(&config, export.path());
     let (again, metrics) = run_once(&config, None, mock.lines.len());
     assert_eq!(metrics["spiral_checkpoint_restores_total"], 1.0);
     assert_eq!(live::order_free(again.clone()), live::order_free(summary));

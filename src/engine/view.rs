@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::funnel::journey::{End, Outcome};
+use crate::funnel::journey::Outcome;
 use crate::funnel::{LOST, NO_STAGE};
 use crate::time::{Millis, format_rfc3339};
 
@@ -94,11 +94,7 @@ impl Engine {
                                 entered_by: ids.get_string(entering.id),
                                 channel: channel(entering.online()),
                                 turns_before: j.turns_before[s],
-                                outcome: outcome.map(|o| match o {
-                                    Outcome::Converted(_) => "converted",
-                                    Outcome::Dropped => "dropped",
-                                    Outcome::Open => "open",
-                                }),
+                                outcome: outcome.map(Outcome::as_str),
                                 conversion_ms: match outcome {
                                     Some(Outcome::Converted(ms)) => Some(ms),
                                     _ => None,
@@ -106,15 +102,8 @@ impl Engine {
                             }
                         })
                         .collect();
-                    let expired =
-                        has_later || watermark > j.last_time.saturating_add(funnel.journey_timeout);
                     journeys.push(JourneyView {
-                        status: match j.end {
-                            End::Won => "won",
-                            End::Lost => "lost",
-                            End::Open if expired => "expired",
-                            End::Open => "open",
-                        },
+                        status: j.status(funnel, watermark, has_later),
                         turns: j.turns,
                         touches: (j.first..j.end_index).map(touch_view).collect(),
                         stages,

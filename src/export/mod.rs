@@ -19,7 +19,7 @@ use std::io;
 use crate::config::ExportConfig;
 use crate::engine::{Engine, JourneyChange};
 use crate::event::{Event, EventType, MAX_ID_BYTES};
-use crate::funnel::journey::{End, Outcome};
+use crate::funnel::journey::Outcome;
 use crate::time::Millis;
 use files::Files;
 use tables::{Journey, Origin, Rows, StageEntry, Table, Touch};
@@ -108,8 +108,6 @@ impl Exporter {
             // times: a revision then lands in one date partition instead of hundreds.
             let date = decided.unwrap_or(j.last_time);
             let ordinal = c.first_ordinal + i as u32;
-            let expired =
-                *later || c.watermark > j.last_time.saturating_add(funnel.journey_timeout);
             self.spiral.clear();
             let mut previous = None;
             for t in &c.touches[j.first..j.end_index] {
@@ -133,12 +131,7 @@ impl Exporter {
                 touches: j.touch_count() as u32,
                 stages_reached: j.reached as u8,
                 highest_stage: j.reached.checked_sub(1).map(|s| funnel.stages[s].as_str()),
-                status: match j.end {
-                    End::Won => "won",
-                    End::Lost => "lost",
-                    End::Open if expired => "expired",
-                    End::Open => "open",
-                },
+                status: j.status(funnel, c.watermark, *later),
                 turns: j.turns,
                 spiral: &self.spiral,
             };
@@ -166,11 +159,7 @@ impl Exporter {
                     entering_event_id: c.event_id(entering, &mut buf),
                     channel: if online { "online" } else { "offline" },
                     turns_before_entry: j.turns_before[s],
-                    outcome: outcome.map(|o| match o {
-                        Outcome::Converted(_) => "converted",
-                        Outcome::Dropped => "dropped",
-                        Outcome::Open => "open",
-                    }),
+                    outcome: outcome.map(Outcome::as_str),
                     converted_at: match outcome {
                         Some(Outcome::Converted(_)) => Some(j.entered[s + 1]),
                         _ => None,

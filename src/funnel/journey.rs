@@ -28,6 +28,17 @@ pub enum Outcome {
     Open,
 }
 
+impl Outcome {
+    /// `converted`, `dropped` or `open`, as the account view and the BI files write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Converted(_) => "converted",
+            Outcome::Dropped => "dropped",
+            Outcome::Open => "open",
+        }
+    }
+}
+
 /// One journey of one account in one funnel.
 #[derive(Debug, Clone)]
 pub struct Journey {
@@ -108,6 +119,22 @@ impl Journey {
                     self.end = End::Won;
                 }
             }
+        }
+    }
+
+    /// Whether an open journey is over by time: a later journey followed it, or the watermark
+    /// is more than `journey_timeout` past its last touch.
+    pub fn expired(&self, funnel: &Funnel, watermark: Millis, has_later: bool) -> bool {
+        has_later || watermark > self.last_time.saturating_add(funnel.journey_timeout)
+    }
+
+    /// `won`, `lost`, `expired` (see [`Journey::expired`]) or `open`.
+    pub fn status(&self, funnel: &Funnel, watermark: Millis, has_later: bool) -> &'static str {
+        match self.end {
+            End::Won => "won",
+            End::Lost => "lost",
+            End::Open if self.expired(funnel, watermark, has_later) => "expired",
+            End::Open => "open",
         }
     }
 

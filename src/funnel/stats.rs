@@ -88,8 +88,7 @@ impl FunnelStats {
             End::Won => self.won += sign,
             End::Lost => self.lost += sign,
             End::Open => {
-                if has_later || watermark > journey.last_time.saturating_add(funnel.journey_timeout)
-                {
+                if journey.expired(funnel, watermark, has_later) {
                     self.expired += sign;
                 }
             }
