@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::engine::{Applied, Engine};
 use crate::event::{Decoder, Rejection};
 use crate::export::tables::Origin;
-use crate::export::{Exporter, highest_revision};
+use crate::export::{Exporter, Target, highest_revision};
 use crate::summary::Summary;
 use crate::time::Millis;
 
@@ -272,22 +272,32 @@ pub fn run(config: &Config, options: &ReplayOptions) -> Result<(Summary, Engine)
     Ok((summary, engine))
 }
 
-/// The exporter of a backfill into `dir`, with the configuration's `[export]` settings. The
-/// directory must hold no files yet: revisions of two runs would supersede each other's rows.
-fn backfill(config: &Config, dir: &Path) -> Result<Exporter> {
+/// The exporter of a backfill into `to`, a directory or an object store URL (`s3://…`,
+/// `file://…`), with the configuration's `[export]` settings. It must hold no files yet:
+/// revisions of two runs would supersede each other's rows.
+fn backfill(config: &Config, to: &Path) -> Result<Exporter> {
     let mut settings = config.service.export.clone().unwrap_or_default();
-    settings.dir = dir.to_path_buf();
-    let published = highest_revision(dir)
-        .with_context(|| format!("cannot read the export directory {}", dir.display()))?;
+    let shown = to.display().to_string();
+    if shown.contains("://") {
+        // Files are written in a scratch directory, then uploaded and published.
+        settings.url = Some(shown.clone());
+        settings.dir = std::env::temp_dir().join(format!("spiral-backfill-{}", std::process::id()));
+    } else {
+        settings.url = None;
+        settings.options.clear();
+        settings.dir = to.to_path_buf();
+    }
+    let target = Target::open(&settings).with_context(|| format!("--export {shown}"))?;
+    let published = highest_revision(&target)
+        .with_context(|| format!("--export {shown}: cannot list what it holds"))?;
     if published > 0 {
         anyhow::bail!(
-            "--export {}: already holds files (revision {published}); a backfill writes into an \
-             empty directory, so that its revisions supersede nothing",
-            dir.display()
+            "--export {shown}: already holds files (revision {published}); a backfill writes into an \
+             empty directory, so that its revisions supersede nothing"
         );
     }
-    Exporter::open(&settings, 1)
-        .with_context(|| format!("cannot write the export directory {}", dir.display()))
+    Exporter::open_at(&settings, target, 1)
+        .with_context(|| format!("--export {shown}: cannot write there"))
 }
 
 /// Writes the summary atomically: to a temporary name beside it, then renamed.

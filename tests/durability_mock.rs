@@ -275,18 +275,25 @@ fn turning_the_export_on_later_writes_every_journey_of_the_restored_state() {
 }
 
 #[test]
-fn checkpoints_in_an_object_store_survive_a_restart() {
+fn checkpoints_and_bi_files_in_an_object_store_survive_a_restart() {
     let mock = live::Mock::new(2, 54, 300, 3_000, "durable-objects");
-    let state = tempfile::tempdir().unwrap();
-    let mut config = with_state(&mock.config, state.path());
+    let (state, scratch) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut config = with_export(&with_state(&mock.config, state.path()), scratch.path());
     // object_store's local-filesystem back end, through the same URL parsing as s3://.
     config.service.state.location = Some(StateLocation::Url {
         url: format!("file://{}/prefix", state.path().display()),
         options: Default::default(),
     });
+    let bucket = state.path().join("bi");
+    std::fs::create_dir_all(&bucket).unwrap();
+    config.service.export.as_mut().unwrap().url = Some(format!("file://{}", bucket.display()));
     let (summary, _) = run_once(&config, None, mock.lines.len());
     assert!(!checkpoints(&state.path().join("prefix")).is_empty());
     let (again, metrics) = run_once(&config, None, mock.lines.len());
     assert_eq!(metrics["spiral_checkpoint_restores_total"], 1.0);
     assert_eq!(again, summary);
+    // The files are in the store, published; the scratch directory holds none of them.
+    assert!(published(&bucket) > 3);
+    assert_eq!(published(scratch.path()), 0);
+    common::bi::assert_files_match(&bucket, &summary);
 }

@@ -126,8 +126,92 @@ impl Objects {
         })
     }
 
+    /// The store a `section.url` names (`s3://`, `s3a://`, `file://`, `memory://`), with the
+    /// builder options of `[section.options]`. S3 credentials and region come from the usual
+    /// `AWS_*` variables; options override them.
+    pub fn open(
+        section: &str,
+        url: &str,
+        options: &std::collections::BTreeMap<String, String>,
+    ) -> anyhow::Result<Objects> {
+        use anyhow::{Context, anyhow};
+        let parsed = url::Url::parse(url).with_context(|| format!("{section}.url: {url:?}"))?;
+        let (store, prefix): (Arc<dyn ObjectStore>, _) = match parsed.scheme() {
+            "s3" | "s3a" => {
+                let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
+                for (key, value) in options {
+                    let key = key
+                        .parse()
+                        .map_err(|e| anyhow!("{section}.options.{key}: {e}"))?;
+                    builder = builder.with_config(key, value);
+                }
+                let prefix = parsed.path().trim_start_matches('/').to_string();
+                let store = builder
+                    .build()
+                    .with_context(|| format!("{section}.url: cannot configure S3"))?;
+                (Arc::new(store), prefix)
+            }
+            _ => {
+                let (store, path) = object_store::parse_url_opts(&parsed, options)
+                    .with_context(|| format!("{section}.url: {url:?}"))?;
+                (Arc::from(store), path.to_string())
+            }
+        };
+        Objects::new(store, &prefix)
+            .with_context(|| format!("{section}.url: cannot start the object store client"))
+    }
+
+    /// `name` under the prefix; `/` in a name separates path parts.
     fn path(&self, name: &str) -> ObjectPath {
-        self.prefix.clone().join(name)
+        name.split('/')
+            .fold(self.prefix.clone(), |path, part| path.join(part))
+    }
+}
+
+/// Nested names (`table/date=…/part-….parquet`), for the BI export.
+impl Objects {
+    /// Every name under `under` (relative to the prefix, `/`-separated), in no order.
+    pub fn list_under(&self, under: &str) -> io::Result<Vec<String>> {
+        use futures_util::TryStreamExt;
+        let base = self.path(under);
+        self.run(async {
+            let objects: Vec<_> = self
+                .store
+                .list(Some(&base))
+                .try_collect()
+                .await
+                .map_err(io_error)?;
+            Ok(objects
+                .into_iter()
+                .filter_map(|o| {
+                    o.location
+                        .prefix_match(&self.prefix)
+                        .map(|parts| parts.map(|p| p.as_ref().to_string()).collect::<Vec<_>>())
+                        .map(|parts| parts.join("/"))
+                })
+                .collect())
+        })
+    }
+
+    /// Uploads a local file as `name` (an object store's put is atomic).
+    pub fn put_file(&self, name: &str, path: &std::path::Path) -> io::Result<()> {
+        let bytes = fs::read(path)?;
+        self.put(name, &bytes)
+    }
+
+    /// Copies `from` to `to` inside the store.
+    pub fn copy(&self, from: &str, to: &str) -> io::Result<()> {
+        self.run(self.store.copy(&self.path(from), &self.path(to)))
+            .map_err(io_error)
+    }
+
+    /// Whether `name` exists.
+    pub fn exists(&self, name: &str) -> io::Result<bool> {
+        match self.run(self.store.head(&self.path(name))) {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(io_error(e)),
+        }
     }
 }
 

@@ -3,14 +3,20 @@
 //! ```toml
 //! [export]
 //! dir = "/var/lib/spiral/export"   # default "spiral-export", relative to the working directory
+//! # url = "s3://bucket/spiral/bi"  # publish into an object store instead; dir is then only
+//! #                                # where files are written before they are uploaded
 //! row_group_rows = 1048576         # rows per Parquet row group; default 1 Mi
 //! max_file_bytes = 268435456       # a file rolls over past this size; default 256 MiB
 //! memory_budget_bytes = 67108864   # rows held in memory before row groups are cut; default 64 MiB
 //! # enabled = false                # the section without this line turns the export on
+//!
+//! [export.options]                 # object store settings, e.g. for MinIO (as [state.options])
+//! endpoint = "http://minio:9000"
 //! ```
 //!
 //! The live service publishes files with its checkpoints, so the export needs `[state]`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -19,7 +25,11 @@ use super::{ConfigError, Errors};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportConfig {
+    /// Where files are written, staged and (without `url`) published.
     pub dir: PathBuf,
+    /// An object store the files are staged in and published to instead, with its options.
+    pub url: Option<String>,
+    pub options: BTreeMap<String, String>,
     pub row_group_rows: usize,
     pub max_file_bytes: u64,
     pub memory_budget_bytes: usize,
@@ -31,6 +41,8 @@ impl Default for ExportConfig {
     fn default() -> Self {
         ExportConfig {
             dir: PathBuf::from(DEFAULT_EXPORT_DIR),
+            url: None,
+            options: BTreeMap::new(),
             row_group_rows: 1 << 20,
             max_file_bytes: 256 << 20,
             memory_budget_bytes: 64 << 20,
@@ -43,6 +55,9 @@ impl Default for ExportConfig {
 pub(crate) struct RawExport {
     enabled: Option<bool>,
     dir: Option<String>,
+    url: Option<String>,
+    #[serde(default)]
+    options: BTreeMap<String, String>,
     row_group_rows: Option<i64>,
     max_file_bytes: Option<i64>,
     memory_budget_bytes: Option<i64>,
@@ -91,11 +106,29 @@ impl RawExport {
             }
             d => PathBuf::from(d.as_deref().unwrap_or(DEFAULT_EXPORT_DIR)),
         };
+        if let Some(url) = &raw.url
+            && !crate::config::state::OBJECT_STORE_SCHEMES
+                .iter()
+                .any(|s| url.starts_with(s))
+        {
+            return Err(errors.at(
+                "export.url",
+                format!(
+                    "{url:?} is not an object store URL Spiral knows \
+                     (s3://bucket/prefix, file:///path, memory:///)"
+                ),
+            ));
+        }
+        if raw.url.is_none() && !raw.options.is_empty() {
+            return Err(errors.at("export.options", "only used with export.url"));
+        }
         if !raw.enabled.unwrap_or(true) {
             return Ok(None);
         }
         Ok(Some(ExportConfig {
             dir,
+            url: raw.url,
+            options: raw.options,
             row_group_rows: row_group_rows as usize,
             max_file_bytes,
             memory_budget_bytes: memory_budget_bytes as usize,
@@ -144,6 +177,14 @@ mod tests {
                 "e.toml: export.max_file_bytes: must be between",
             ),
             ("[export]\nrows = 1", "e.toml: export.rows: unknown field"),
+            (
+                "[export]\nurl = \"ftp://x\"",
+                "e.toml: export.url: \"ftp://x\" is not",
+            ),
+            (
+                "[export.options]\na = \"b\"",
+                "e.toml: export.options: only used with",
+            ),
             (
                 "[export]\n[state]\nenabled = false",
                 "e.toml: export: needs [state]",

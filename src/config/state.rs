@@ -53,6 +53,9 @@ impl Default for StateConfig {
 
 pub const DEFAULT_DIR: &str = "spiral-state";
 
+/// The URL schemes `object_store` is built with here.
+pub const OBJECT_STORE_SCHEMES: &[&str] = &["s3://", "s3a://", "file://", "memory://"];
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawState {
@@ -90,10 +93,7 @@ impl RawState {
                 return Err(errors.at("state.url", "set either state.dir or state.url, not both"));
             }
             (true, None, Some(url)) => {
-                if !["s3://", "s3a://", "file://", "memory://"]
-                    .iter()
-                    .any(|s| url.starts_with(s))
-                {
+                if !OBJECT_STORE_SCHEMES.iter().any(|s| url.starts_with(s)) {
                     return Err(errors.at(
                         "state.url",
                         format!(

@@ -34,6 +34,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use super::tables::{Rows, Table};
+use crate::checkpoint::{Objects, Storage};
 use crate::config::ExportConfig;
 use crate::time::{Millis, format_date};
 
@@ -66,6 +67,70 @@ pub struct Sealed {
 
 type Key = (Table, i64);
 
+/// Where files are published: the local directory they are written in, or an object store
+/// (`export.url`), where a sealed revision is uploaded under `_staging/` before its
+/// checkpoint and copied to its final names after, so that an instance that comes and goes
+/// loses nothing with its disk.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// Where files are written (and, without a store, published).
+    dir: PathBuf,
+    store: Option<Arc<Objects>>,
+}
+
+impl Target {
+    pub fn open(config: &ExportConfig) -> io::Result<Target> {
+        let store = match &config.url {
+            Some(url) => Some(Arc::new(
+                Objects::open("export", url, &config.options).map_err(io::Error::other)?,
+            )),
+            None => None,
+        };
+        Ok(Target {
+            dir: config.dir.clone(),
+            store,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Removes what earlier runs left in staging: it was never published, and the state that
+    /// made it is being read again.
+    fn clear_staging(&self) -> io::Result<()> {
+        match fs::remove_dir_all(self.dir.join(STAGING)) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        if let Some(store) = &self.store {
+            for name in store.list_under(STAGING)? {
+                store.delete(&name)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// With a store: moves a sealed revision's local files into the store's staging area.
+    fn upload(&self, revision: u64, files: &[String]) -> io::Result<()> {
+        let Some(store) = &self.store else {
+            return Ok(());
+        };
+        let local = staging(&self.dir, revision);
+        for name in files {
+            store.put_file(&staging_name(revision, name), &local.join(name))?;
+        }
+        match fs::remove_dir_all(&local) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn staging_name(revision: u64, name: &str) -> String {
+    format!("{STAGING}/r{revision:012}/{name}")
+}
+
 /// What the caller's thread hands the writer thread.
 enum Job {
     Batch(Key, RecordBatch),
@@ -77,7 +142,7 @@ enum Job {
 /// go to a thread of their own that encodes and compresses them into Parquet (most of the
 /// export's cost), so that the consumer thread pays little more than copying the fields.
 pub struct Files {
-    dir: PathBuf,
+    target: Target,
     revision: u64,
     /// Bytes of rows kept in the builders before every partition hands its rows over.
     waiting_budget: usize,
@@ -92,13 +157,17 @@ pub struct Files {
 impl Files {
     /// Writes revision `revision` on: staging leftovers of earlier attempts are removed (they
     /// were never published, and the state that made them is being read again).
+    #[cfg(test)]
     pub fn open(config: &ExportConfig, revision: u64) -> io::Result<Files> {
+        Files::open_at(config, Target::open(config)?, revision)
+    }
+
+    /// [`Files::open`] with a target already opened (its store client must not be dropped
+    /// inside async code, where a start may open it).
+    pub fn open_at(config: &ExportConfig, target: Target, revision: u64) -> io::Result<Files> {
         let dir = config.dir.clone();
         fs::create_dir_all(&dir)?;
-        match fs::remove_dir_all(dir.join(STAGING)) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
+        target.clear_staging()?;
         let mut props = WriterProperties::builder().set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("a valid level"),
         ));
@@ -115,9 +184,10 @@ impl Files {
             .set_max_row_group_row_count(Some(config.row_group_rows))
             .set_created_by(format!("spiral {}", env!("CARGO_PKG_VERSION")))
             .build();
-        schema_files(&dir, &props)?;
+        schema_files(&target, &props)?;
         let encoded = Arc::new(AtomicUsize::new(0));
         let mut writer = Writer {
+            target: target.clone(),
             dir: dir.clone(),
             revision,
             props,
@@ -156,7 +226,7 @@ impl Files {
                 }
             })?;
         Ok(Files {
-            dir,
+            target,
             revision,
             waiting_budget: (config.memory_budget_bytes / 4).min(WAITING_BYTES),
             parts: BTreeMap::new(),
@@ -167,8 +237,8 @@ impl Files {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    pub fn target(&self) -> &Target {
+        &self.target
     }
 
     /// The revision the rows being written will carry.
@@ -248,6 +318,7 @@ struct Open {
 
 /// The writer thread's side: Parquet files in the staging area.
 struct Writer {
+    target: Target,
     dir: PathBuf,
     revision: u64,
     props: WriterProperties,
@@ -379,10 +450,11 @@ impl Writer {
         }
         let closed = started.elapsed();
         sync(&staging(&self.dir, revision), &files)?;
+        self.target.upload(revision, &files)?;
         tracing::debug!(
             close_ms = closed.as_millis() as u64,
             sync_ms = (started.elapsed() - closed).as_millis() as u64,
-            "export revision sealed"
+            "export revision sealed (and uploaded, with a store)"
         );
         Ok(Sealed { revision, files })
     }
@@ -423,18 +495,32 @@ const SCHEMA_FILE: &str = "date=1970-01-01/part-000000000000-000.parquet";
 /// Gives every table without files an empty one (no rows, just its schema), so that the views
 /// and any `read_parquet('table/*/*.parquet')` work before the first row of that table exists
 /// (a glob that matches nothing is an error in DuckDB).
-fn schema_files(dir: &Path, props: &WriterProperties) -> io::Result<()> {
+fn schema_files(target: &Target, props: &WriterProperties) -> io::Result<()> {
+    let dir = &target.dir;
     for table in Table::ALL {
-        let path = dir.join(table.name()).join(SCHEMA_FILE);
-        if dir.join(table.name()).exists() {
+        let name = format!("{}/{SCHEMA_FILE}", table.name());
+        let exists = match &target.store {
+            Some(store) => !store.list_under(table.name())?.is_empty(),
+            None => dir.join(table.name()).exists(),
+        };
+        if exists {
             continue;
         }
         let tmp = dir.join(format!(".{}.tmp", table.name()));
         let writer = ArrowWriter::try_new(File::create(&tmp)?, table.schema(), Some(props.clone()))
             .map_err(io::Error::other)?;
         writer.into_inner().map_err(io::Error::other)?.sync_all()?;
-        fs::create_dir_all(path.parent().expect("a file has a directory"))?;
-        fs::rename(&tmp, &path)?;
+        match &target.store {
+            Some(store) => {
+                store.put_file(&name, &tmp)?;
+                fs::remove_file(&tmp)?;
+            }
+            None => {
+                let path = dir.join(&name);
+                fs::create_dir_all(path.parent().expect("a file has a directory"))?;
+                fs::rename(&tmp, &path)?;
+            }
+        }
     }
     Ok(())
 }
@@ -457,9 +543,27 @@ fn directories(root: &Path, files: &[String]) -> BTreeSet<PathBuf> {
 }
 
 /// Moves a sealed revision's files to their final names. Idempotent: a recovery calls it
-/// again for the revision of the checkpoint it starts from, and files already moved are
+/// again for the revisions of the checkpoint it starts from, and files already moved are
 /// skipped.
-pub fn publish(dir: &Path, sealed: &Sealed) -> io::Result<()> {
+pub fn publish(target: &Target, sealed: &Sealed) -> io::Result<()> {
+    let missing = |name: &str, e: &dyn std::fmt::Display| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("staged file {name} of revision {}: {e}", sealed.revision),
+        )
+    };
+    if let Some(store) = &target.store {
+        for name in &sealed.files {
+            let staged = staging_name(sealed.revision, name);
+            match store.copy(&staged, name) {
+                Ok(()) => store.delete(&staged)?,
+                Err(e) if e.kind() == io::ErrorKind::NotFound && store.exists(name)? => {}
+                Err(e) => return Err(missing(name, &e)),
+            }
+        }
+        return Ok(());
+    }
+    let dir = &target.dir;
     let root = staging(dir, sealed.revision);
     for name in &sealed.files {
         let (from, to) = (root.join(name), dir.join(name));
@@ -469,12 +573,7 @@ pub fn publish(dir: &Path, sealed: &Sealed) -> io::Result<()> {
                 fs::rename(&from, &to)?;
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound && to.exists() => {}
-            Err(e) => {
-                return Err(io::Error::new(
-                    e.kind(),
-                    format!("staged file {} of revision {}: {e}", name, sealed.revision),
-                ));
-            }
+            Err(e) => return Err(missing(name, &e)),
         }
     }
     sync(dir, &sealed.files)?;
@@ -489,23 +588,29 @@ pub fn publish(dir: &Path, sealed: &Sealed) -> io::Result<()> {
 
 /// The highest revision among the published files under `dir` (0 when there are none), so
 /// that a start without a checkpoint never writes a revision that older files already hold.
-pub fn highest_revision(dir: &Path) -> io::Result<u64> {
-    let mut highest = 0;
+pub fn highest_revision(target: &Target) -> io::Result<u64> {
+    let mut names = Vec::new();
     for table in Table::ALL {
-        let Ok(dates) = fs::read_dir(dir.join(table.name())) else {
+        if let Some(store) = &target.store {
+            names.extend(store.list_under(table.name())?);
+            continue;
+        }
+        let Ok(dates) = fs::read_dir(target.dir.join(table.name())) else {
             continue;
         };
         for date in dates {
             for file in fs::read_dir(date?.path())? {
-                let name = file?.file_name();
-                let revision = name
-                    .to_str()
-                    .and_then(|n| n.strip_prefix("part-"))
-                    .and_then(|n| n.split('-').next())
-                    .and_then(|r| r.parse::<u64>().ok());
-                highest = highest.max(revision.unwrap_or(0));
+                names.push(file?.file_name().to_string_lossy().into_owned());
             }
         }
     }
-    Ok(highest)
+    let revision = |name: &str| {
+        let file = name.rsplit('/').next()?;
+        file.strip_prefix("part-")?
+            .split('-')
+            .next()?
+            .parse::<u64>()
+            .ok()
+    };
+    Ok(names.iter().filter_map(|n| revision(n)).max().unwrap_or(0))
 }

@@ -12,7 +12,7 @@
 mod files;
 pub mod tables;
 
-pub use files::{Sealed, highest_revision, publish};
+pub use files::{Sealed, Target, highest_revision, publish};
 
 use std::io;
 
@@ -34,8 +34,13 @@ pub struct Exporter {
 impl Exporter {
     /// An exporter whose next files carry `revision`.
     pub fn open(config: &ExportConfig, revision: u64) -> io::Result<Exporter> {
+        Exporter::open_at(config, Target::open(config)?, revision)
+    }
+
+    /// [`Exporter::open`] publishing to `target`.
+    pub fn open_at(config: &ExportConfig, target: Target, revision: u64) -> io::Result<Exporter> {
         Ok(Exporter {
-            files: Files::open(config, revision)?,
+            files: Files::open_at(config, target, revision)?,
             spiral: String::new(),
             touches: 0,
         })
@@ -186,13 +191,14 @@ impl Exporter {
         self.files.seal()
     }
 
-    pub fn dir(&self) -> &std::path::Path {
-        self.files.dir()
+    /// Where this exporter publishes.
+    pub fn target(&self) -> &Target {
+        self.files.target()
     }
 
-    /// Publishes a sealed revision of this exporter's directory.
+    /// Publishes a sealed revision of this exporter.
     pub fn publish(&self, sealed: &Sealed) -> io::Result<()> {
-        publish(self.files.dir(), sealed)
+        publish(self.files.target(), sealed)
     }
 }
 

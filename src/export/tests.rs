@@ -10,7 +10,7 @@ use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType, UInt6
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::files::{Files, highest_revision, publish};
+use super::files::{Files, Target, highest_revision, publish};
 use super::tables::{Origin, Rows, Table, Touch};
 use crate::config::ExportConfig;
 
@@ -20,10 +20,17 @@ const T0: i64 = 1_767_571_200_000; // 2026-01-05
 fn config(dir: &Path) -> ExportConfig {
     ExportConfig {
         dir: dir.to_path_buf(),
+        url: None,
+        options: Default::default(),
         row_group_rows: 1024,
         max_file_bytes: 1 << 20,
         memory_budget_bytes: 1 << 20,
     }
+}
+
+/// Publication into the local directory `dir`.
+fn local(dir: &Path) -> Target {
+    Target::open(&config(dir)).unwrap()
 }
 
 /// Every `.parquet` file under `dir`, relative, skipping the staging area.
@@ -110,14 +117,14 @@ fn rows_round_trip_through_published_files() {
     assert_eq!(files.revision(), 8);
     // Sealed is not published: no final name shows anything yet.
     assert!(published(dir.path()).is_empty());
-    publish(dir.path(), &sealed).unwrap();
+    publish(&local(dir.path()), &sealed).unwrap();
     let names = published(dir.path());
     assert_eq!(names, sealed.files.iter().cloned().collect());
     assert!(names.iter().any(|n| n.contains("date=2026-01-05")));
     // Publishing again (a recovery does) changes nothing.
-    publish(dir.path(), &sealed).unwrap();
+    publish(&local(dir.path()), &sealed).unwrap();
     assert_eq!(published(dir.path()), names);
-    assert_eq!(highest_revision(dir.path()).unwrap(), 7);
+    assert_eq!(highest_revision(&local(dir.path())).unwrap(), 7);
 
     let mut seen = BTreeSet::new();
     for name in &names {
@@ -161,7 +168,7 @@ fn files_roll_over_by_size_and_partitions_beyond_the_open_limit_close() {
     // Then enough rows on one day to pass max_file_bytes (256 KiB) several times.
     push_touches(&mut files, 80_000, 1);
     let sealed = files.seal().unwrap();
-    publish(dir.path(), &sealed).unwrap();
+    publish(&local(dir.path()), &sealed).unwrap();
     let names = published(dir.path());
     let first_day: Vec<_> = names
         .iter()
@@ -194,7 +201,7 @@ fn a_new_start_removes_what_an_earlier_one_left_in_staging() {
     assert!(!dir.path().join("_staging").exists());
     assert!(published(dir.path()).is_empty());
     assert!(
-        publish(dir.path(), &sealed).is_err(),
+        publish(&local(dir.path()), &sealed).is_err(),
         "its staged files are gone"
     );
     drop(files);
@@ -214,7 +221,7 @@ fn every_table_starts_with_an_empty_file_of_its_schema() {
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&path).unwrap()).unwrap();
         assert_eq!(reader.schema(), &table.schema());
     }
-    assert_eq!(highest_revision(dir.path()).unwrap(), 0);
+    assert_eq!(highest_revision(&local(dir.path())).unwrap(), 0);
 }
 
 #[test]
@@ -229,4 +236,55 @@ fn a_write_that_fails_fails_the_seal() {
     assert!(published(dir.path()).is_empty());
     // The revision is spent: the caller stops, and a restart writes its rows again.
     assert_eq!(files.revision(), 2);
+}
+
+#[test]
+fn with_an_object_store_revisions_are_uploaded_staged_then_published() {
+    let (scratch, bucket) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = ExportConfig {
+        url: Some(format!("file://{}/bi", bucket.path().display())),
+        ..config(scratch.path())
+    };
+    std::fs::create_dir_all(bucket.path().join("bi")).unwrap();
+    let mut files = Files::open(&config, 5).unwrap();
+    push_touches(&mut files, 20_000, 3);
+    let sealed = files.seal().unwrap();
+    let store = bucket.path().join("bi");
+    // Sealed means uploaded to the store's staging area, nothing left on the scratch disk.
+    assert!(published(&store).is_empty());
+    assert!(store.join("_staging/r000000000005").is_dir());
+    assert!(!scratch.path().join("_staging/r000000000005").exists());
+    let target = Target::open(&config).unwrap();
+    publish(&target, &sealed).unwrap();
+    publish(&target, &sealed).unwrap();
+    assert_eq!(published(&store), sealed.files.iter().cloned().collect());
+    let rows: usize = sealed
+        .files
+        .iter()
+        .flat_map(|n| read(&store.join(n)))
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, 20_000);
+    assert_eq!(highest_revision(&target).unwrap(), 5);
+    // Schema files went to the store too, and a new start clears the store's staging.
+    assert!(
+        store
+            .join("journeys/date=1970-01-01/part-000000000000-000.parquet")
+            .exists()
+    );
+    let mut files = Files::open(&config, 6).unwrap();
+    push_touches(&mut files, 100, 1);
+    files.seal().unwrap();
+    drop(files);
+    Files::open(&config, 7).unwrap();
+    // (A file system store may leave empty directories; no object is left.)
+    let left = std::process::Command::new("find")
+        .args([store.join("_staging").to_str().unwrap(), "-type", "f"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&left.stdout)
+    );
 }

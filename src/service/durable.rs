@@ -184,7 +184,7 @@ impl Durable {
     ) -> Result<Durable> {
         let (jobs, job_rx) = sync_channel::<Job>(1);
         let (done_tx, done) = sync_channel::<Done>(1);
-        let export_dir = export.as_ref().map(|e| e.dir().to_path_buf());
+        let target = export.as_ref().map(|e| e.target().clone());
         std::thread::Builder::new()
             .name("spiral-checkpoint".into())
             .spawn(move || {
@@ -192,9 +192,9 @@ impl Durable {
                     let result = checkpoints.save_frame(job.generation, &job.frame);
                     // The files become visible only once the state that covers them is.
                     let (mut published, mut publish_error) = (Vec::new(), None);
-                    if let (Ok(_), Some(dir)) = (&result, &export_dir) {
+                    if let (Ok(_), Some(target)) = (&result, &target) {
                         for sealed in &job.publish {
-                            match publish(dir, sealed) {
+                            match publish(target, sealed) {
                                 Ok(()) => published.push(sealed.revision),
                                 Err(e) => {
                                     publish_error = Some(e);

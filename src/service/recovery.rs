@@ -9,7 +9,6 @@
 //! before its dead-letter ends, so no scan would find them again.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use crate::checkpoint::{Checkpoints, LocalDir, Objects, Storage};
 use crate::config::{Config, ExportConfig, KafkaConfig, StateConfig, StateLocation};
 use crate::engine::Engine;
-use crate::export::{Exporter, Sealed, highest_revision, publish};
+use crate::export::{Exporter, Sealed, Target, highest_revision, publish};
 
 use super::dlq::{OFFSET_HEADER, PARTITION_HEADER, TOPIC_HEADER};
 use super::durable::{self, CheckpointCounters};
@@ -61,7 +60,9 @@ pub fn open(
         (None, StateLocation::Dir(dir)) => {
             Box::new(LocalDir::new(dir).with_context(|| format!("state.dir: cannot use {dir:?}"))?)
         }
-        (None, StateLocation::Url { url, options }) => Box::new(object_store(url, options)?),
+        (None, StateLocation::Url { url, options }) => {
+            Box::new(Objects::open("state", url, options)?)
+        }
     };
     let checkpoints = Checkpoints::new(storage, state.keep);
     let next = checkpoints
@@ -70,33 +71,6 @@ pub fn open(
         .first()
         .map_or(1, |g| g + 1);
     Ok(Some((checkpoints, next)))
-}
-
-fn object_store(url: &str, options: &BTreeMap<String, String>) -> Result<Objects> {
-    let parsed = url::Url::parse(url).with_context(|| format!("state.url: {url:?}"))?;
-    let (store, prefix): (Arc<dyn object_store::ObjectStore>, _) = match parsed.scheme() {
-        // Credentials and region come from the usual AWS_* variables; options override them.
-        "s3" | "s3a" => {
-            let mut builder = object_store::aws::AmazonS3Builder::from_env().with_url(url);
-            for (key, value) in options {
-                let key = key
-                    .parse()
-                    .map_err(|e| anyhow!("state.options.{key}: {e}"))?;
-                builder = builder.with_config(key, value);
-            }
-            let prefix = parsed.path().trim_start_matches('/').to_string();
-            (
-                Arc::new(builder.build().context("state.url: cannot configure S3")?),
-                prefix,
-            )
-        }
-        _ => {
-            let (store, path) = object_store::parse_url_opts(&parsed, options)
-                .with_context(|| format!("state.url: {url:?}"))?;
-            (Arc::from(store), path.to_string())
-        }
-    };
-    Objects::new(store, &prefix).context("state.url: cannot start the object store client")
 }
 
 /// Loads the newest good checkpoint, or `None` when there is none (a first start).
@@ -152,8 +126,9 @@ pub fn resume_export(
     engine: &mut Engine,
 ) -> Result<Exporter> {
     let dir = &settings.dir;
+    let target = Target::open(settings).context("export.url")?;
     for sealed in sealed {
-        match publish(dir, sealed) {
+        match publish(&target, sealed) {
             Ok(()) => tracing::info!(
                 revision = sealed.revision,
                 files = sealed.files.len(),
@@ -166,11 +141,10 @@ pub fn resume_export(
             ),
         }
     }
-    let published = highest_revision(dir)
-        .with_context(|| format!("export.dir: cannot read {}", dir.display()))?;
+    let published = highest_revision(&target).context("export: cannot list the published files")?;
     let next = sealed.iter().map(|s| s.revision).fold(published, u64::max) + 1;
     engine.track_changes(from_checkpoint && sealed.is_empty());
-    Exporter::open(settings, next)
+    Exporter::open_at(settings, target, next)
         .with_context(|| format!("export.dir: cannot write {}", dir.display()))
 }
 
