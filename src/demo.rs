@@ -15,7 +15,8 @@ use rdkafka::config::ClientConfig;
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 
-use crate::config::{Config, StateLocation};
+use crate::config::{Config, ExportConfig, StateLocation};
+use crate::export::{Target, highest_revision};
 use crate::generate::{self, GenerateOptions, LineKind};
 use crate::report;
 use crate::service::{self, Hooks};
@@ -39,6 +40,8 @@ pub struct DemoOptions {
     pub stop_after: Option<Duration>,
     /// Seconds between funnel tables on the terminal.
     pub table_every: Duration,
+    /// Also write the BI files (Parquet) into this directory, which must hold none yet.
+    pub export: Option<std::path::PathBuf>,
 }
 
 pub fn run(options: &DemoOptions) -> Result<()> {
@@ -64,6 +67,20 @@ pub fn run(options: &DemoOptions) -> Result<()> {
         .tempdir()
         .context("cannot create the demo's state directory")?;
     config.service.state.location = Some(StateLocation::Dir(state_dir.path().to_path_buf()));
+    if let Some(dir) = &options.export {
+        let settings = ExportConfig {
+            dir: dir.clone(),
+            ..ExportConfig::default()
+        };
+        let target = Target::open(&settings)?;
+        if highest_revision(&target)? > 0 {
+            anyhow::bail!(
+                "--export {}: already holds files of another run; give an empty directory",
+                dir.display()
+            );
+        }
+        config.service.export = Some(settings);
+    }
 
     let produced = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
@@ -86,6 +103,12 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     println!("metrics:  http://{listen}/metrics");
     println!("summary:  http://{listen}/api/v1/summary");
     println!("accounts: http://{listen}/api/v1/accounts/acct-000001");
+    if let Some(dir) = &options.export {
+        println!(
+            "BI files: {} (published with every checkpoint; see the end)",
+            dir.display()
+        );
+    }
     println!("Ctrl-C stops it.\n");
 
     let tick_produced = produced.clone();
@@ -107,6 +130,15 @@ pub fn run(options: &DemoOptions) -> Result<()> {
     stop.store(true, Ordering::Relaxed);
     let _ = producer.join();
     drop(cluster);
+    if let (Ok(()), Some(dir)) = (&result, &options.export) {
+        println!(
+            "\nThe BI files of this run are in {}; the stage table from them:\n  \
+             ~/.cache/spiral/duckdb/bin/python deploy/bi/query.py {} \"FROM stage_table\"\n\
+             (any Python with the duckdb package will do; scripts/deps.sh installs that one)",
+            dir.display(),
+            dir.display()
+        );
+    }
     result
 }
 

@@ -59,6 +59,9 @@ enum Command {
         /// Seconds between funnel tables.
         #[arg(long, default_value_t = 5)]
         table_every: u64,
+        /// Also write the BI files (Parquet) into this directory, which must hold none yet.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
     },
     /// Run the engine over JSON Lines files and write the summary (SPEC §8).
     Replay {
@@ -148,6 +151,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             seconds,
             table_every,
+            export,
         } => spiral::demo::run(&spiral::demo::DemoOptions {
             events,
             accounts,
@@ -155,6 +159,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             stop_after: seconds.map(std::time::Duration::from_secs),
             table_every: std::time::Duration::from_secs(table_every.max(1)),
+            export,
         }),
         Command::Replay {
             config,
