@@ -11,8 +11,9 @@
 
 mod files;
 pub mod tables;
+mod target;
 
-pub use files::{Sealed, Target, highest_revision, publish};
+pub use target::{Sealed, Target, highest_revision, publish};
 
 use std::io;
 

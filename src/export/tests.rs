@@ -10,8 +10,9 @@ use arrow_array::types::{Float64Type, Int64Type, TimestampMillisecondType, UInt6
 use arrow_array::{Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::files::{Files, Target, highest_revision, publish};
+use super::files::Files;
 use super::tables::{Origin, Rows, Table, Touch};
+use super::target::{Target, highest_revision, publish};
 use crate::config::ExportConfig;
 
 const DAY: i64 = 86_400_000;
