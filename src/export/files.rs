@@ -12,7 +12,7 @@
 //! groups of `row_group_rows`; a file rolls over at `max_file_bytes`, and at most [`MAX_OPEN`]
 //! are open at once. Rows waiting for their row group are held in memory; past
 //! `memory_budget_bytes` the biggest partitions cut their row groups early. [`Files::seal`]
-//! closes and fsyncs every file of the revision; [`publish`] renames them to their final names
+//! closes and fsyncs every file of the revision; [`super::publish`] moves them to their final names
 //! (deterministic: table, date, revision, sequence) once the checkpoint that covers them is
 //! durable. A published name therefore only ever shows a whole file, and a crash before
 //! publication leaves only staging files, which the next start removes.
