@@ -34,6 +34,7 @@ use super::durable::Durable;
 use super::outbox::Outbox;
 use super::partitions::TopicPartition;
 use super::state::Shared;
+use crate::export::Exporter;
 use crate::export::tables::Origin;
 
 /// Settings applied before the operator's (they may change them).
@@ -395,7 +396,8 @@ impl Pipeline {
             // take them.
             let mut outbox = outbox.lock().unwrap_or_else(|p| p.into_inner());
             let mut durable = durable.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = apply(shared, decoder, &mut outbox, durable.as_mut(), &batch)
+            let export = durable.as_mut().and_then(Durable::export);
+            if let Err(e) = apply(shared, decoder, &mut outbox, export, &batch)
                 && let Some(durable) = durable.as_mut()
             {
                 durable.fail(format!("cannot write BI rows: {e}"));
@@ -504,10 +506,9 @@ fn apply(
     shared: &Shared,
     decoder: &Decoder,
     outbox: &mut Outbox,
-    mut durable: Option<&mut Durable>,
+    mut export: Option<&mut Exporter>,
     batch: &[BorrowedMessage<'_>],
 ) -> std::io::Result<()> {
-    let mut export = durable.as_mut().and_then(|d| d.export());
     let mut exported = Ok(());
     let now = Instant::now();
     // What the batch did per partition, gathered first so the partition table and the
