@@ -21,8 +21,6 @@ use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use arrow_array::RecordBatch;
@@ -75,8 +73,6 @@ pub struct Files {
     waiting_rows: usize,
     jobs: SyncSender<Job>,
     sealed: Receiver<io::Result<Sealed>>,
-    /// Bytes the writer thread holds in unfinished row groups.
-    encoded: Arc<AtomicUsize>,
 }
 
 impl Files {
@@ -110,7 +106,6 @@ impl Files {
             .set_created_by(format!("spiral {}", env!("CARGO_PKG_VERSION")))
             .build();
         schema_files(&target, &props)?;
-        let encoded = Arc::new(AtomicUsize::new(0));
         let mut writer = Writer {
             target: target.clone(),
             dir: dir.clone(),
@@ -123,7 +118,6 @@ impl Files {
             sealed: Vec::new(),
             clock: 0,
             error: None,
-            encoded: encoded.clone(),
         };
         let (jobs, job_rx) = sync_channel::<Job>(16);
         let (sealed_tx, sealed) = sync_channel(1);
@@ -158,7 +152,6 @@ impl Files {
             waiting_rows: 0,
             jobs,
             sealed,
-            encoded,
         })
     }
 
@@ -209,11 +202,6 @@ impl Files {
             .map_err(|_| io::Error::other("the export writer has stopped"))
     }
 
-    /// Bytes held in memory: rows not encoded yet and encoded rows of unfinished row groups.
-    pub fn memory(&self) -> usize {
-        self.waiting_rows * ROW_BYTES + self.encoded.load(Ordering::Relaxed)
-    }
-
     /// Closes every file of the revision, durably, and starts the next revision. An error
     /// loses the revision's rows: the caller must not go on as if they were written.
     pub fn seal(&mut self) -> io::Result<Sealed> {
@@ -256,7 +244,6 @@ struct Writer {
     clock: u64,
     /// The first error of this revision; the rest of it is dropped, and sealing reports it.
     error: Option<io::Error>,
-    encoded: Arc<AtomicUsize>,
 }
 
 impl Writer {
@@ -327,7 +314,6 @@ impl Writer {
             .map(|(&k, o)| (k, o.writer.memory_size()))
             .collect();
         let mut total: usize = held.iter().map(|h| h.1).sum();
-        self.encoded.store(total, Ordering::Relaxed);
         if total <= self.memory_budget {
             return Ok(());
         }
@@ -340,7 +326,6 @@ impl Writer {
             writer.flush().map_err(io::Error::other)?;
             total -= bytes;
         }
-        self.encoded.store(total, Ordering::Relaxed);
         Ok(())
     }
 
@@ -365,7 +350,6 @@ impl Writer {
         }
         self.open.clear();
         self.sequence.clear();
-        self.encoded.store(0, Ordering::Relaxed);
         let mut files = std::mem::take(&mut self.sealed);
         files.sort();
         let revision = self.revision;

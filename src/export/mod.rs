@@ -29,7 +29,6 @@ pub struct Exporter {
     files: Files,
     /// Scratch for a journey's channel pattern.
     spiral: String,
-    touches: u64,
 }
 
 impl Exporter {
@@ -43,22 +42,7 @@ impl Exporter {
         Ok(Exporter {
             files: Files::open_at(config, target, revision)?,
             spiral: String::new(),
-            touches: 0,
         })
-    }
-
-    pub fn revision(&self) -> u64 {
-        self.files.revision()
-    }
-
-    /// Touch rows written so far.
-    pub fn touches(&self) -> u64 {
-        self.touches
-    }
-
-    /// Bytes of rows held in memory until their row groups are written.
-    pub fn memory(&self) -> usize {
-        self.files.memory()
     }
 
     /// An accepted event as read; identify events have no row.
@@ -83,7 +67,6 @@ impl Exporter {
             origin,
         };
         let revision = self.files.revision();
-        self.touches += 1;
         self.files
             .append(Table::Touches, touch.occurred_at, |rows| match rows {
                 Rows::Touches(r) => r.push(&touch, revision),
