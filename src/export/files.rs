@@ -48,12 +48,17 @@ const MAX_OPEN: usize = 64;
 /// Measured: 56 more open touch files, 85 MB more resident.
 const OPEN_FILE_BYTES: usize = 3 << 19;
 const DAY: i64 = 86_400_000;
-/// Parquet column paths whose values are (nearly) all distinct.
-const UNIQUE_COLUMNS: &[&str] = &[
+/// Parquet column paths with (nearly) as many values as rows: a dictionary overflows and
+/// falls back to plain encoding after hashing every value for nothing (measured: journeys
+/// encode 38 % faster without, files no bigger), and min/max prune nothing.
+const HIGH_CARDINALITY: &[&str] = &[
     "event_id",
     "origin_offset",
     "entering_event_id",
     "event_ids.list.item",
+    "account_id",
+    "contact_id",
+    "anonymous_id",
 ];
 
 type Key = (Table, i64);
@@ -149,7 +154,7 @@ impl Files {
         // Row-group statistics serve pruning; page-level ones cost more than they save here.
         props = props.set_statistics_enabled(EnabledStatistics::Chunk);
         // Columns of (nearly) unique ids gain nothing from a dictionary or min/max but the cost.
-        for column in UNIQUE_COLUMNS {
+        for column in HIGH_CARDINALITY {
             let path = ColumnPath::new(column.split('.').map(str::to_string).collect());
             props = props
                 .set_column_dictionary_enabled(path.clone(), false)
