@@ -27,6 +27,7 @@ pub const EXAMPLE_CONFIG: &str = include_str!("../config/spiral.toml");
 const ONLINE: &str = "touchpoints.online";
 const OFFLINE: &str = "touchpoints.offline";
 const IDENTITY: &str = "identity";
+const TRANSITIONS: &str = "spiral.transitions";
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
@@ -59,6 +60,12 @@ pub fn run(options: &DemoOptions) -> Result<()> {
         cluster.create_topic(topic, partitions, 1)?;
     }
     cluster.create_topic(&kafka.dlq_topic, 1, 1)?;
+    if options.export.is_some() {
+        // Each published revision's stage transitions too (docs/bi.md), as a service with
+        // the export would send them.
+        cluster.create_topic(TRANSITIONS, 3, 1)?;
+        kafka.transitions_topic = Some(TRANSITIONS.into());
+    }
     let brokers = kafka.brokers.clone();
     // The topics are new every time, so state from an earlier demo must not be resumed: the
     // demo checkpoints into a directory of its own, removed when it ends.
@@ -108,6 +115,7 @@ pub fn run(options: &DemoOptions) -> Result<()> {
             "BI files: {} (published with every checkpoint; see the end)",
             dir.display()
         );
+        println!("transitions: topic {TRANSITIONS} (spiral_transitions_sent_total in the metrics)");
     }
     println!("Ctrl-C stops it.\n");
 

@@ -144,8 +144,7 @@ impl<W: Write> Replayer<W> {
     pub fn publish_export(&mut self) -> io::Result<()> {
         if let Some(export) = &mut self.export {
             export.changes(&mut self.engine, None)?;
-            let sealed = export.seal()?;
-            export.publish(&sealed)?;
+            export.seal_and_publish()?;
         }
         Ok(())
     }
@@ -166,13 +165,10 @@ impl<W: Write> Replayer<W> {
             let started = std::time::Instant::now();
             export.changes(&mut self.engine, watermark)?;
             let changes = started.elapsed();
-            let sealed = export.seal()?;
-            let seal = started.elapsed();
-            export.publish(&sealed)?;
+            let sealed = export.seal_and_publish()?;
             tracing::debug!(
                 changes_ms = changes.as_millis() as u64,
-                seal_ms = (seal - changes).as_millis() as u64,
-                publish_ms = (started.elapsed() - seal).as_millis() as u64,
+                seal_and_publish_ms = (started.elapsed() - changes).as_millis() as u64,
                 files = sealed.files.len(),
                 "export written"
             );

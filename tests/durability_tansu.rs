@@ -23,14 +23,15 @@ use live::process::{Running, free_port, replay_payloads, route, without_late};
 const ONLINE: &str = "touchpoints.online";
 const IDENTITY: &str = "identity";
 const DLQ: &str = "spiral.dlq";
+const TRANSITIONS: &str = "spiral.transitions";
 const GROUP: &str = "spiral-durability-test";
 
 /// Stops of the service while messages arrive: every third a SIGTERM (a clean restart under
 /// load), the others SIGKILL (at least 10, issue #4).
 const STOPS: usize = 15;
 
-/// The live-test configuration with checkpoints every second into `state` and the BI export
-/// into `export` beside it. The dead-letter
+/// The live-test configuration with checkpoints every second into `state`, the BI export
+/// into `export` beside it, and the stage-transition topic. The dead-letter
 /// producer writes one record per batch: Tansu 0.6.0 resumes a read in the middle of a batch
 /// by skipping the rest of it, and recovery reads the dead-letter topic from where the last
 /// checkpoint left it.
@@ -41,8 +42,16 @@ fn write_config(dir: &Path, broker: &Broker, state: &Path) -> std::path::PathBuf
         DLQ,
         GROUP,
         Some(state),
+    )
+    .replace(
+        "dlq_topic = ",
+        &format!("transitions_topic = {TRANSITIONS:?}\ndlq_topic = "),
     );
     text.push_str("\n[kafka.producer]\n\"batch.num.messages\" = 1\n\"linger.ms\" = 0\n");
+    // Nothing reads the transitions from the middle of a batch: they may go in batches.
+    text.push_str(
+        "\n[kafka.transitions_producer]\n\"batch.num.messages\" = 10000\n\"linger.ms\" = 5\n",
+    );
     let export = state.with_file_name("export");
     text.push_str(&format!(
         "\n[export]\ndir = {:?}\n",
@@ -72,6 +81,7 @@ fn kill_9_loops_lose_nothing_and_count_nothing_twice() {
     broker.create_topic(ONLINE, 3);
     broker.create_topic(IDENTITY, 2);
     broker.create_topic(DLQ, 1);
+    broker.create_topic(TRANSITIONS, 2);
     let lines = live::traffic(41, 20_000, 200_000);
     assert!(lines.len() >= 190_000, "{} lines", lines.len());
     let (online, identity) = route(&lines);
@@ -200,6 +210,13 @@ fn kill_9_loops_lose_nothing_and_count_nothing_twice() {
     );
     let oracle: spiral::summary::Summary = serde_json::from_value(oracle).unwrap();
     common::bi::assert_files_match(&export, &oracle);
+    // The stage-transition topic, sent at least once across the stops, folds to the same.
+    let transitions: Vec<_> = broker
+        .consume_all(TRANSITIONS)
+        .into_iter()
+        .map(|r| (r.key.unwrap_or_default(), r.payload.unwrap_or_default()))
+        .collect();
+    common::bi::assert_transitions_match(&transitions, &oracle);
     let touches = live_summary.events.accepted - live_summary.events.identify;
     assert_eq!(
         (
@@ -210,10 +227,11 @@ fn kill_9_loops_lose_nothing_and_count_nothing_twice() {
         "every accepted touch has exactly one row, across {STOPS} stops"
     );
     eprintln!(
-        "{STOPS} stops ({} SIGTERM), {} messages, {} letters; checked in {:?}",
+        "{STOPS} stops ({} SIGTERM), {} messages, {} letters, {} transitions; checked in {:?}",
         STOPS / 3,
         lines.len(),
         letters.len(),
+        transitions.len(),
         started.elapsed()
     );
 }

@@ -47,6 +47,9 @@ pub struct KafkaConfig {
     pub group_id: String,
     pub topics: Vec<String>,
     pub dlq_topic: String,
+    /// Where every stage entry of each published BI revision goes as a JSON message (SPEC
+    /// §5.4); needs `[export]`.
+    pub transitions_topic: Option<String>,
     /// A partition with no message for this long stops holding the watermark back (SPEC §4).
     pub idle_timeout: Duration,
     /// Most messages applied to the engine under one lock.
@@ -55,8 +58,11 @@ pub struct KafkaConfig {
     pub client: BTreeMap<String, String>,
     /// librdkafka settings for the consumer only, applied after `client`.
     pub consumer: BTreeMap<String, String>,
-    /// librdkafka settings for the dead-letter producer only, applied after `client`.
+    /// librdkafka settings for the producers only (dead letters, transitions), applied after
+    /// `client`.
     pub producer: BTreeMap<String, String>,
+    /// librdkafka settings for the transition producer only, applied after `producer`.
+    pub transitions_producer: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -100,6 +106,7 @@ pub(crate) struct RawKafka {
     #[serde(default)]
     topics: Vec<String>,
     dlq_topic: Option<String>,
+    transitions_topic: Option<String>,
     idle_timeout: Option<String>,
     poll_batch: Option<i64>,
     #[serde(default)]
@@ -108,6 +115,8 @@ pub(crate) struct RawKafka {
     consumer: BTreeMap<String, toml::Value>,
     #[serde(default)]
     producer: BTreeMap<String, toml::Value>,
+    #[serde(default)]
+    transitions_producer: BTreeMap<String, toml::Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -189,6 +198,15 @@ pub(crate) fn validate(
         return Err(errors.at(
             "export",
             "needs [state] enabled: files are published in step with checkpoints",
+        ));
+    }
+    if let Some(kafka) = &kafka
+        && kafka.transitions_topic.is_some()
+        && export.is_none()
+    {
+        return Err(errors.at(
+            "kafka.transitions_topic",
+            "needs [export]: the transitions are the stage entries of each published revision",
         ));
     }
     if let Some(kafka) = &kafka
@@ -291,6 +309,21 @@ impl RawKafka {
                 ));
             }
         }
+        if let Some(topic) = &self.transitions_topic {
+            let key = "kafka.transitions_topic";
+            if topic.trim().is_empty() {
+                return Err(errors.at(key, "must not be empty"));
+            }
+            if *topic == dlq_topic {
+                return Err(errors.at(key, format!("{topic:?} is also the dead-letter topic")));
+            }
+            if self.topics.contains(topic) {
+                return Err(errors.at(
+                    key,
+                    format!("{topic:?} is also an input topic: transitions would be read back"),
+                ));
+            }
+        }
         let idle_timeout =
             errors.duration("kafka.idle_timeout", self.idle_timeout.as_deref(), 30_000)?;
         let poll_batch = match self.poll_batch {
@@ -308,11 +341,17 @@ impl RawKafka {
             group_id,
             topics: self.topics,
             dlq_topic,
+            transitions_topic: self.transitions_topic,
             idle_timeout: millis(idle_timeout),
             poll_batch,
             client: client_settings(self.client, "kafka.client", errors)?,
             consumer: client_settings(self.consumer, "kafka.consumer", errors)?,
             producer: client_settings(self.producer, "kafka.producer", errors)?,
+            transitions_producer: client_settings(
+                self.transitions_producer,
+                "kafka.transitions_producer",
+                errors,
+            )?,
         })
     }
 }
@@ -457,6 +496,18 @@ dlq_topic = "spiral.dlq"
             (
                 &format!("{KAFKA}brokerz = 1"),
                 "s.toml: kafka.brokerz: unknown field",
+            ),
+            (
+                &format!("{KAFKA}transitions_topic = \"spiral.transitions\""),
+                "s.toml: kafka.transitions_topic: needs [export]",
+            ),
+            (
+                &format!("{KAFKA}transitions_topic = \"identity\"\n[export]\n"),
+                "s.toml: kafka.transitions_topic: \"identity\" is also an input topic",
+            ),
+            (
+                &format!("{KAFKA}transitions_topic = \"spiral.dlq\"\n[export]\n"),
+                "s.toml: kafka.transitions_topic: \"spiral.dlq\" is also the dead-letter",
             ),
             (
                 "[http]\nlisten = \"nowhere\"",

@@ -67,8 +67,8 @@ type Key = (Table, i64);
 enum Job {
     /// Rows of a partition, and the bytes they hold in memory.
     Batch(Key, RecordBatch, usize),
-    /// Close every file of the revision and answer with its names.
-    Seal,
+    /// Close every file of the revision and answer with its names; `durable`: fsynced too.
+    Seal { durable: bool },
 }
 
 /// The caller's side: rows are collected into Arrow builders per partition, and full batches
@@ -200,12 +200,12 @@ impl Files {
                             writer_in_flight.done(bytes);
                             busy += started.elapsed();
                         }
-                        Job::Seal => {
+                        Job::Seal { durable } => {
                             tracing::debug!(
                                 busy_ms = busy.as_millis() as u64,
                                 "export writer before seal"
                             );
-                            if sealed_tx.send(writer.seal()).is_err() {
+                            if sealed_tx.send(writer.seal(durable)).is_err() {
                                 break;
                             }
                         }
@@ -273,9 +273,11 @@ impl Files {
             .map_err(|_| io::Error::other("the export writer has stopped"))
     }
 
-    /// Closes every file of the revision, durably, and starts the next revision. An error
-    /// loses the revision's rows: the caller must not go on as if they were written.
-    pub fn seal(&mut self) -> io::Result<Sealed> {
+    /// Closes every file of the revision and starts the next revision; `durable`: the files
+    /// are fsynced too (a checkpoint will name them), which a caller that publishes at once
+    /// leaves to the publication. An error loses the revision's rows: the caller must not go
+    /// on as if they were written.
+    pub fn seal(&mut self, durable: bool) -> io::Result<Sealed> {
         let keys: Vec<Key> = self.parts.keys().copied().collect();
         for key in keys {
             self.send(key)?;
@@ -283,7 +285,7 @@ impl Files {
         self.parts.clear();
         self.revision += 1;
         self.jobs
-            .send(Job::Seal)
+            .send(Job::Seal { durable })
             .map_err(|_| io::Error::other("the export writer has stopped"))?;
         self.sealed
             .recv()
@@ -410,7 +412,7 @@ impl Writer {
         Ok(())
     }
 
-    fn seal(&mut self) -> io::Result<Sealed> {
+    fn seal(&mut self, durable: bool) -> io::Result<Sealed> {
         let started = std::time::Instant::now();
         let keys: Vec<Key> = self.open.keys().copied().collect();
         for key in keys {
@@ -430,7 +432,9 @@ impl Writer {
             return Err(e);
         }
         let closed = started.elapsed();
-        sync(&staging(&self.dir, revision), &files)?;
+        if durable {
+            sync(&staging(&self.dir, revision), &files)?;
+        }
         self.target.upload(revision, &files)?;
         tracing::debug!(
             close_ms = closed.as_millis() as u64,

@@ -12,8 +12,10 @@
 mod files;
 pub mod tables;
 mod target;
+mod transitions;
 
 pub use target::{Sealed, Target, highest_revision, publish};
+pub use transitions::for_each_transition;
 
 use std::io;
 
@@ -172,7 +174,15 @@ impl Exporter {
     /// Closes the revision's files durably under staging names; [`publish`] makes them
     /// visible once the state that covers them is durable.
     pub fn seal(&mut self) -> io::Result<Sealed> {
-        self.files.seal()
+        self.files.seal(true)
+    }
+
+    /// Closes the revision's files and publishes them at once (a replay: no checkpoint comes
+    /// between), with one fsync, after the renames, instead of one before and one after.
+    pub fn seal_and_publish(&mut self) -> io::Result<Sealed> {
+        let sealed = self.files.seal(false)?;
+        self.publish(&sealed)?;
+        Ok(sealed)
     }
 
     /// Where this exporter publishes.

@@ -73,6 +73,14 @@ impl Target {
         Ok(())
     }
 
+    /// A published file's bytes.
+    pub(super) fn read(&self, name: &str) -> io::Result<bytes::Bytes> {
+        match &self.store {
+            Some(store) => store.get(name).map(bytes::Bytes::from),
+            None => fs::read(self.dir.join(name)).map(bytes::Bytes::from),
+        }
+    }
+
     /// With a store: moves a sealed revision's local files into the store's staging area.
     pub(super) fn upload(&self, revision: u64, files: &[String]) -> io::Result<()> {
         let Some(store) = &self.store else {

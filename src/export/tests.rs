@@ -113,7 +113,7 @@ fn rows_round_trip_through_published_files() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Files::open(&config(dir.path()), 7).unwrap();
     push_touches(&mut files, 30_000, 3);
-    let sealed = files.seal().unwrap();
+    let sealed = files.seal(true).unwrap();
     assert_eq!(sealed.revision, 7);
     assert_eq!(files.revision(), 8);
     // Sealed is not published: no final name shows anything yet.
@@ -168,7 +168,7 @@ fn files_roll_over_by_size_and_partitions_beyond_the_open_limit_close() {
     push_touches(&mut files, 200, 200);
     // Then enough rows on one day to pass max_file_bytes (256 KiB) several times.
     push_touches(&mut files, 80_000, 1);
-    let sealed = files.seal().unwrap();
+    let sealed = files.seal(true).unwrap();
     publish(&local(dir.path()), &sealed).unwrap();
     let names = published(dir.path());
     let first_day: Vec<_> = names
@@ -194,7 +194,7 @@ fn a_new_start_removes_what_an_earlier_one_left_in_staging() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Files::open(&config(dir.path()), 3).unwrap();
     push_touches(&mut files, 100, 2);
-    let sealed = files.seal().unwrap();
+    let sealed = files.seal(true).unwrap();
     // Crash before publishing: the next start (from the previous checkpoint) clears it.
     drop(files);
     assert!(dir.path().join("_staging").exists());
@@ -232,7 +232,7 @@ fn a_write_that_fails_fails_the_seal() {
     // A file where the staging directory must go: every file create fails.
     std::fs::write(dir.path().join("_staging"), b"in the way").unwrap();
     push_touches(&mut files, 20_000, 2);
-    let err = files.seal().unwrap_err();
+    let err = files.seal(true).unwrap_err();
     assert!(!err.to_string().is_empty());
     assert!(published(dir.path()).is_empty());
     // The revision is spent: the caller stops, and a restart writes its rows again.
@@ -249,7 +249,7 @@ fn with_an_object_store_revisions_are_uploaded_staged_then_published() {
     std::fs::create_dir_all(bucket.path().join("bi")).unwrap();
     let mut files = Files::open(&config, 5).unwrap();
     push_touches(&mut files, 20_000, 3);
-    let sealed = files.seal().unwrap();
+    let sealed = files.seal(true).unwrap();
     let store = bucket.path().join("bi");
     // Sealed means uploaded to the store's staging area, nothing left on the scratch disk.
     assert!(published(&store).is_empty());
@@ -275,7 +275,7 @@ fn with_an_object_store_revisions_are_uploaded_staged_then_published() {
     );
     let mut files = Files::open(&config, 6).unwrap();
     push_touches(&mut files, 100, 1);
-    files.seal().unwrap();
+    files.seal(true).unwrap();
     drop(files);
     Files::open(&config, 7).unwrap();
     // (A file system store may leave empty directories; no object is left.)

@@ -30,6 +30,7 @@ use crate::time::Millis;
 use super::outbox::Outbox;
 use super::partitions::{Position, TopicPartition};
 use super::state::Shared;
+use super::transitions::Transitions;
 
 const MAGIC: &[u8; 8] = b"SPIRALSV";
 
@@ -53,6 +54,8 @@ pub struct CheckpointCounters {
     pub export_revision: AtomicU64,
     pub export_files: AtomicU64,
     pub export_unpublished: AtomicU64,
+    /// Stage-transition messages acknowledged by the broker.
+    pub transitions_sent: AtomicU64,
 }
 
 /// What a checkpoint holds besides the engine (whose snapshot checks that the funnels and
@@ -144,6 +147,8 @@ struct Done {
     /// The revisions published after this checkpoint, and the error that stopped the rest.
     published: Vec<u64>,
     publish_error: Option<io::Error>,
+    /// Stage-transition messages of the published revisions.
+    transitions_sent: u64,
     /// The job's buffer, handed back for the next checkpoint.
     frame: Vec<u8>,
     positions: BTreeMap<TopicPartition, Position>,
@@ -181,6 +186,8 @@ impl Durable {
         next_generation: u64,
         interval: Duration,
         export: Option<Exporter>,
+        transitions: Option<Transitions>,
+        waiting: Vec<Sealed>,
     ) -> Result<Durable> {
         let (jobs, job_rx) = sync_channel::<Job>(1);
         let (done_tx, done) = sync_channel::<Done>(1);
@@ -192,10 +199,21 @@ impl Durable {
                     let result = checkpoints.save_frame(job.generation, &job.frame);
                     // The files become visible only once the state that covers them is.
                     let (mut published, mut publish_error) = (Vec::new(), None);
+                    let mut transitions_sent = 0;
                     if let (Ok(_), Some(target)) = (&result, &target) {
                         for sealed in &job.publish {
-                            match publish(target, sealed) {
-                                Ok(()) => published.push(sealed.revision),
+                            // A revision is done once its files are published and, with the
+                            // transition topic on, its messages acknowledged.
+                            let done = publish(target, sealed).and_then(|()| {
+                                transitions
+                                    .as_ref()
+                                    .map_or(Ok(0), |t| t.send(target, sealed))
+                            });
+                            match done {
+                                Ok(sent) => {
+                                    published.push(sealed.revision);
+                                    transitions_sent += sent;
+                                }
                                 Err(e) => {
                                     publish_error = Some(e);
                                     break;
@@ -208,6 +226,7 @@ impl Durable {
                         result,
                         published,
                         publish_error,
+                        transitions_sent,
                         frame: job.frame,
                         positions: job.positions,
                         watermark: job.watermark,
@@ -230,7 +249,7 @@ impl Durable {
             last_size: 0,
             saved: None,
             export,
-            waiting: Vec::new(),
+            waiting,
             fatal: None,
         })
     }
@@ -263,7 +282,11 @@ impl Durable {
         let Some((positions, watermark)) = &self.saved else {
             return false;
         };
-        *watermark == shared.engine().watermark() && positions == shared.partitions().positions()
+        // Revisions still waiting (files or transitions that failed) are retried with the
+        // next checkpoint, so one is due even when nothing else changed.
+        self.waiting.is_empty()
+            && *watermark == shared.engine().watermark()
+            && positions == shared.partitions().positions()
     }
 
     /// Takes a snapshot and hands it to the writer. The caller has settled the outbox.
@@ -284,6 +307,8 @@ impl Durable {
                 .changes(&mut engine, None)
                 .and_then(|()| export.seal())
             {
+                // A revision without files (nothing changed) has nothing to publish or send.
+                Ok(sealed) if sealed.files.is_empty() => {}
                 Ok(sealed) => self.waiting.push(sealed),
                 Err(e) => {
                     drop(engine);
@@ -412,11 +437,14 @@ impl Durable {
                         .fetch_add(sealed.files.len() as u64, Ordering::Relaxed);
                 }
             }
+            counters
+                .transitions_sent
+                .fetch_add(done.transitions_sent, Ordering::Relaxed);
             if let Some(error) = &done.publish_error {
                 tracing::error!(
                     revisions = self.waiting.len(),
                     %error,
-                    "cannot publish the BI files of a durable checkpoint; they wait in staging and are retried after the next one"
+                    "cannot publish the BI files of a durable checkpoint (or send their stage transitions); they wait and are retried after the next one"
                 );
             }
             // What still waits was covered by this durable checkpoint and failed to publish.

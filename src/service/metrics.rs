@@ -234,9 +234,16 @@ fn export_metrics(m: &mut Families, c: &CheckpointCounters) {
     );
     m.single(
         "spiral_export_unpublished_revisions",
-        "Revisions whose checkpoint is durable but whose files could not be published yet.",
+        "Revisions whose checkpoint is durable but whose files could not be published (or \
+         stage transitions sent) yet.",
         MetricType::GAUGE,
         get(&c.export_unpublished),
+    );
+    m.single(
+        "spiral_transitions_sent_total",
+        "Stage-transition messages acknowledged by the broker (kafka.transitions_topic).",
+        MetricType::COUNTER,
+        get(&c.transitions_sent),
     );
 }
 

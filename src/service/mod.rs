@@ -5,6 +5,7 @@
 //! - [`partitions`]: the per-partition watermark of SPEC §4.
 //! - [`dlq`]: the dead-letter producer that never skips a message.
 //! - [`durable`], [`recovery`]: checkpoints of the state, and starting from the last good one.
+//! - [`transitions`]: the stage-transition topic, fed from each published BI revision.
 //! - [`metrics`], [`http`]: what the service shows while it runs.
 //!
 //! [`Service::start`] starts it inside a Tokio runtime and returns a handle (tests and the
@@ -19,6 +20,7 @@ pub mod partitions;
 pub mod pipeline;
 pub mod recovery;
 pub mod state;
+pub mod transitions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +43,7 @@ use durable::{CheckpointCounters, Durable};
 use partitions::Partitions;
 use pipeline::{Pipeline, Recovery};
 use state::Shared;
+use transitions::Transitions;
 
 /// Longest a start may spend reading the dead-letter topic's letters since the checkpoint.
 const DLQ_SCAN_TIMEOUT: Duration = Duration::from_secs(120);
@@ -111,11 +114,31 @@ impl Service {
                 let mut already_dead =
                     recovery::dead_letters_since(kafka, &dlq_written, DLQ_SCAN_TIMEOUT)?;
                 already_dead.extend(ahead);
+                let transitions = kafka
+                    .transitions_topic
+                    .as_deref()
+                    .map(|topic| {
+                        let mut client = pipeline::client_config(kafka, false);
+                        for (key, value) in &kafka.transitions_producer {
+                            client.set(key, value);
+                        }
+                        Transitions::new(&client, topic)
+                    })
+                    .transpose()?;
+                // The checkpoint's revisions were published above, but their transitions may
+                // not all have reached the topic before the stop: they are sent again.
+                let waiting = if transitions.is_some() {
+                    sealed
+                } else {
+                    Vec::new()
+                };
                 let durable = Durable::start(
                     checkpoints,
                     next_generation,
                     config.service.state.interval,
                     export,
+                    transitions,
+                    waiting,
                 )?;
                 let partitions = Partitions::new(kafka.idle_timeout).with_positions(positions);
                 let recovery = Recovery {

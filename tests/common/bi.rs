@@ -147,3 +147,107 @@ pub fn replay_checked(config: &str, messages: &[String], every: usize) -> Summar
     assert_files_match(dir.path(), &summary);
     summary
 }
+
+/// Folds stage-transition messages (key, JSON payload) the way `docs/bi.md` tells a consumer
+/// to, and asserts that they give `summary`'s journey counts and stage table, and that each
+/// is keyed by its account.
+pub fn assert_transitions_match(messages: &[(Vec<u8>, Vec<u8>)], summary: &Summary) {
+    use std::collections::{BTreeMap, HashMap};
+    let messages: Vec<Value> = messages
+        .iter()
+        .map(|(key, payload)| {
+            let m: Value = serde_json::from_slice(payload).expect("a JSON transition");
+            assert_eq!(
+                m["account_id"].as_str().unwrap().as_bytes(),
+                &key[..],
+                "{m}"
+            );
+            m
+        })
+        .collect();
+    let text = |m: &Value, k: &str| {
+        m[k].as_str()
+            .unwrap_or_else(|| panic!("{k}: {m}"))
+            .to_string()
+    };
+    let num = |m: &Value, k: &str| m[k].as_u64().unwrap_or_else(|| panic!("{k}: {m}"));
+    let journey_key = |m: &Value| (text(m, "funnel"), text(m, "account_id"), num(m, "journey"));
+    let (journey_messages, stage_messages): (Vec<&Value>, Vec<&Value>) =
+        messages.iter().partition(|m| m["type"] == "journey");
+    assert!(stage_messages.iter().all(|m| m["type"] == "stage"));
+    // Per (funnel, account): the newest revision and its journey count.
+    let mut accounts: HashMap<(String, String), (u64, u64)> = HashMap::new();
+    // Per (funnel, account, journey): its newest message.
+    let mut journeys: HashMap<(String, String, u64), &Value> = HashMap::new();
+    for m in journey_messages {
+        let revision = num(m, "revision");
+        let newest = accounts
+            .entry((text(m, "funnel"), text(m, "account_id")))
+            .or_insert((0, 0));
+        if revision >= newest.0 {
+            *newest = (revision, num(m, "account_journeys"));
+        }
+        let journey = journeys.entry(journey_key(m)).or_insert(m);
+        if revision >= num(journey, "revision") {
+            *journey = m;
+        }
+    }
+    journeys.retain(|k, _| k.2 < accounts[&(k.0.clone(), k.1.clone())].1);
+    // The current stage entries, once each (a revision may have been sent more than once).
+    let mut current: BTreeMap<(String, String, u64, u64), &Value> = BTreeMap::new();
+    for m in stage_messages {
+        let key = journey_key(m);
+        if journeys
+            .get(&key)
+            .is_some_and(|j| j["revision"] == m["revision"])
+        {
+            current.insert((key.0, key.1, key.2, num(m, "stage_index")), m);
+        }
+    }
+    for f in &summary.funnels {
+        let live: Vec<&&Value> = journeys
+            .iter()
+            .filter(|(k, _)| k.0 == f.name)
+            .map(|(_, j)| j)
+            .collect();
+        let status = |s: &str| live.iter().filter(|j| j["status"] == s).count() as i64;
+        assert_eq!(
+            (live.len() as i64, status("won"), status("lost")),
+            (f.journeys, f.journeys_won, f.journeys_lost),
+            "funnel {}: journeys, won, lost from the transitions",
+            f.name
+        );
+        for (i, s) in f.stages.iter().enumerate() {
+            let at: Vec<&&Value> = current
+                .iter()
+                .filter(|(k, _)| k.0 == f.name && k.3 == i as u64)
+                .map(|(_, m)| m)
+                .collect();
+            let count =
+                |outcome: &str| at.iter().filter(|m| m["outcome"] == outcome).count() as i64;
+            let got = [
+                at.len() as i64,
+                count("converted"),
+                count("dropped"),
+                count("open"),
+                at.iter()
+                    .map(|m| m["time_to_convert_ms"].as_i64().unwrap_or(0))
+                    .sum(),
+                at.iter().filter(|m| m["channel"] == "online").count() as i64,
+            ];
+            let want = [
+                s.entered,
+                s.converted,
+                s.dropped,
+                s.open,
+                s.conversion_ms_sum,
+                s.entered_by_channel.online,
+            ];
+            assert_eq!(
+                got, want,
+                "funnel {} stage {} from the transitions",
+                f.name, s.name
+            );
+        }
+    }
+}
