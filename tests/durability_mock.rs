@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use spiral::checkpoint::{FullDisk, LocalDir, Storage};
-use spiral::config::{Config, ExportConfig, StateLocation};
+use spiral::config::{Config, Dimension, ExportConfig, StateLocation};
 use spiral::service::Service;
 use spiral::summary::Summary;
 
@@ -371,5 +371,71 @@ fn stage_transitions_fold_to_the_summary_across_restarts() {
     let more = read_topic(&mock.brokers, "transitions");
     assert!(more.len() >= messages.len());
     common::bi::assert_transitions_match(&more, &summary);
+    common::bi::assert_files_match(export.path(), &summary);
+}
+
+#[test]
+fn bi_files_break_stage_entries_down_like_the_metrics() {
+    let mock = live::Mock::new(2, 58, 300, 3_000, "durable-dimensions");
+    let (state, export) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut config = with_export(&with_state(&mock.config, state.path()), export.path());
+    config.service.metrics.dimensions =
+        vec![Dimension::Campaign, Dimension::Attribute("segment".into())];
+    config.service.metrics.top_n = 253;
+    let (summary, metrics) = run_once(&config, None, mock.lines.len());
+    // The metrics: entries per (funnel, stage, campaign, segment), channels summed.
+    let mut from_metrics: HashMap<(String, String, String, String), f64> = HashMap::new();
+    for (key, value) in &metrics {
+        let Some(labels) = key.strip_prefix("spiral_stage_entered_total{") else {
+            continue;
+        };
+        let label = |name: &str| {
+            let start = labels.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            labels[start..][..labels[start..].find('"').unwrap()].to_string()
+        };
+        *from_metrics
+            .entry((
+                label("funnel"),
+                label("stage"),
+                label("campaign"),
+                label("segment"),
+            ))
+            .or_default() += value;
+    }
+    assert!(
+        from_metrics.keys().any(|k| k.3 != "none"),
+        "segments are labelled"
+    );
+    assert!(
+        !from_metrics
+            .keys()
+            .any(|k| k.2 == "other" || k.3 == "other"),
+        "within top_n, so every value has its own label"
+    );
+    let rows = &common::bi::query(
+        export.path(),
+        &[
+            "SELECT funnel, stage, coalesce(campaign, 'none') AS campaign, \
+           coalesce(attributes['segment'], 'none') AS segment, count(*) AS entered \
+           FROM stage_entries_touch GROUP BY ALL",
+        ],
+    )[0];
+    let from_files: HashMap<(String, String, String, String), f64> = rows
+        .iter()
+        .map(|r| {
+            let text = |k: &str| r[k].as_str().unwrap().to_string();
+            (
+                (
+                    text("funnel"),
+                    text("stage"),
+                    text("campaign"),
+                    text("segment"),
+                ),
+                r["entered"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    let from_metrics: HashMap<_, _> = from_metrics.into_iter().filter(|(_, v)| *v > 0.0).collect();
+    assert_eq!(from_files, from_metrics);
     common::bi::assert_files_match(export.path(), &summary);
 }

@@ -47,6 +47,17 @@ CREATE OR REPLACE VIEW touch_journeys AS
     JOIN touches t ON t.event_id = u.event_id
         AND t.occurred_at BETWEEN j.started_at AND j.last_touch_at;
 
+-- Each current stage entry with what its entering touch carried: touchpoint, campaign,
+-- source, cost and attributes. Breakdowns such as the metrics' `metrics.dimensions` come from
+-- here without their top-N, e.g. by segment:
+--   SELECT funnel, stage, coalesce(attributes['segment'], 'none') AS segment, count(*)
+--   FROM stage_entries_touch GROUP BY ALL
+-- (a touch read before the export was turned on has no row: its columns are NULL).
+CREATE OR REPLACE VIEW stage_entries_touch AS
+    SELECT s.*, t.touchpoint, t.campaign, t.source, t.cost, t.attributes
+    FROM stage_entries s LEFT JOIN touches t
+        ON t.event_id = s.entering_event_id AND t.occurred_at = s.entered_at;
+
 -- The summary's stage table (SPEC §5.1): one row per funnel and entered stage.
 CREATE OR REPLACE VIEW stage_table AS
     SELECT

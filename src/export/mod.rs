@@ -65,6 +65,7 @@ impl Exporter {
             source: event.source.as_deref(),
             cost: event.cost,
             revenue: event.revenue,
+            attributes: &event.attributes,
             late,
             origin,
         };

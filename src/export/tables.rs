@@ -7,9 +7,12 @@
 
 use std::sync::{Arc, LazyLock};
 
+use std::borrow::Cow;
+
 use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampMillisecondBuilder, UInt8Builder, UInt32Builder, UInt64Builder,
+    MapBuilder, StringBuilder, TimestampMillisecondBuilder, UInt8Builder, UInt32Builder,
+    UInt64Builder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
@@ -66,6 +69,7 @@ static TOUCHES: LazyLock<SchemaRef> = LazyLock::new(|| {
         field("source", DataType::Utf8, true),
         field("cost", DataType::Float64, true),
         field("revenue", DataType::Float64, true),
+        field("attributes", ATTRIBUTES.clone(), false),
         field("late", DataType::Boolean, false),
         field("origin", DataType::Utf8, false),
         field("origin_partition", DataType::Int32, true),
@@ -73,6 +77,10 @@ static TOUCHES: LazyLock<SchemaRef> = LazyLock::new(|| {
         field("revision", DataType::UInt64, false),
     ]))
 });
+
+/// `map<string, string>`, exactly as [`MapBuilder`] builds it (entry and field names).
+static ATTRIBUTES: LazyLock<DataType> =
+    LazyLock::new(|| arrow_array::Array::data_type(&Attributes::default().0.finish()).clone());
 
 static JOURNEYS: LazyLock<SchemaRef> = LazyLock::new(|| {
     Arc::new(Schema::new(vec![
@@ -174,6 +182,7 @@ pub struct Touch<'a> {
     pub source: Option<&'a str>,
     pub cost: Option<f64>,
     pub revenue: Option<f64>,
+    pub attributes: &'a [(Cow<'a, str>, Cow<'a, str>)],
     pub late: bool,
     pub origin: Origin<'a>,
 }
@@ -206,6 +215,7 @@ pub struct TouchRows {
     source: StringBuilder,
     cost: Float64Builder,
     revenue: Float64Builder,
+    attributes: Attributes,
     late: BooleanBuilder,
     origin: StringBuilder,
     origin_partition: Int32Builder,
@@ -227,6 +237,15 @@ impl TouchRows {
         self.source.append_option(t.source);
         self.cost.append_option(t.cost);
         self.revenue.append_option(t.revenue);
+        let (keys, values) = self.attributes.0.entries();
+        for (key, value) in t.attributes {
+            keys.append_value(key);
+            values.append_value(value);
+        }
+        self.attributes
+            .0
+            .append(true)
+            .expect("as many keys as values");
         self.late.append_value(t.late);
         match t.origin {
             Origin::Kafka {
@@ -261,12 +280,26 @@ impl TouchRows {
             Arc::new(self.source.finish()),
             Arc::new(self.cost.finish()),
             Arc::new(self.revenue.finish()),
+            Arc::new(self.attributes.0.finish()),
             Arc::new(self.late.finish()),
             Arc::new(self.origin.finish()),
             Arc::new(self.origin_partition.finish()),
             Arc::new(self.origin_offset.finish()),
             Arc::new(self.revision.finish()),
         ]
+    }
+}
+
+/// The `attributes` of touches: every key and value as sent.
+struct Attributes(MapBuilder<StringBuilder, StringBuilder>);
+
+impl Default for Attributes {
+    fn default() -> Attributes {
+        Attributes(MapBuilder::new(
+            None,
+            StringBuilder::new(),
+            StringBuilder::new(),
+        ))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The writer on its own: rows come back from the files as they went in, files roll over
 //! and partitions close under the limits, and nothing is visible before it is published.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::Path;
@@ -74,6 +75,12 @@ fn push_touches(files: &mut Files, n: u64, days: i64) {
     for i in 0..n {
         let id = format!("ev-{i:06}");
         let contact = format!("c{}", i % 7);
+        // Every third touch carries a segment, every sixth a region too.
+        let attributes: Vec<(Cow<str>, Cow<str>)> = [("segment", "smb"), ("region", "emea")]
+            .into_iter()
+            .take(usize::from(i.is_multiple_of(3)) + usize::from(i.is_multiple_of(6)))
+            .map(|(k, v)| (Cow::Borrowed(k), Cow::Owned(format!("{v}-{}", i % 4))))
+            .collect();
         let touch = Touch {
             event_id: &id,
             occurred_at: T0 + (i as i64 % days) * DAY + i as i64,
@@ -91,6 +98,7 @@ fn push_touches(files: &mut Files, n: u64, days: i64) {
             source: None,
             cost: (i.is_multiple_of(4)).then_some(i as f64 / 8.0),
             revenue: None,
+            attributes: &attributes,
             late: i.is_multiple_of(11),
             origin: Origin::Kafka {
                 topic: "touchpoints",
@@ -134,11 +142,13 @@ fn rows_round_trip_through_published_files() {
         let day = &name["touches/date=".len()..][..10];
         for batch in read(&dir.path().join(name)) {
             assert_eq!(batch.schema(), Table::Touches.schema());
-            let ids = batch.column(0).as_string::<i32>();
-            let times = batch.column(1).as_primitive::<TimestampMillisecondType>();
-            let costs = batch.column(10).as_primitive::<Float64Type>();
-            let offsets = batch.column(15).as_primitive::<Int64Type>();
-            let revisions = batch.column(16).as_primitive::<UInt64Type>();
+            let column = |name| batch.column_by_name(name).unwrap();
+            let ids = column("event_id").as_string::<i32>();
+            let times = column("occurred_at").as_primitive::<TimestampMillisecondType>();
+            let costs = column("cost").as_primitive::<Float64Type>();
+            let attributes = column("attributes").as_map();
+            let offsets = column("origin_offset").as_primitive::<Int64Type>();
+            let revisions = column("revision").as_primitive::<UInt64Type>();
             for r in 0..batch.num_rows() {
                 let i: u64 = ids.value(r)["ev-".len()..].parse().unwrap();
                 assert_eq!(times.value(r), T0 + (i as i64 % 3) * DAY + i as i64);
@@ -147,6 +157,23 @@ fn rows_round_trip_through_published_files() {
                 if i.is_multiple_of(4) {
                     assert_eq!(costs.value(r), i as f64 / 8.0);
                 }
+                let entries = attributes.value(r);
+                let pairs: Vec<(&str, &str)> = (0..entries.len())
+                    .map(|e| {
+                        (
+                            entries.column(0).as_string::<i32>().value(e),
+                            entries.column(1).as_string::<i32>().value(e),
+                        )
+                    })
+                    .collect();
+                let suffix = format!("-{}", i % 4);
+                let want: Vec<(&str, String)> = [("segment", "smb"), ("region", "emea")]
+                    .into_iter()
+                    .take(usize::from(i.is_multiple_of(3)) + usize::from(i.is_multiple_of(6)))
+                    .map(|(k, v)| (k, format!("{v}{suffix}")))
+                    .collect();
+                let want: Vec<(&str, &str)> = want.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                assert_eq!(pairs, want, "attributes of row {i}");
                 assert_eq!(offsets.value(r), i as i64);
                 assert_eq!(revisions.value(r), 7);
                 assert!(seen.insert(i), "row {i} twice");
