@@ -1,5 +1,7 @@
 //! A real Kafka-API broker for integration tests and benchmarks: Tansu 0.6.0 on a free loopback
-//! port, in memory, one per [`Broker`] (issue #3).
+//! port, one per [`Broker`] (issue #3): in memory, or with its topics in SQLite files so that
+//! it can be killed and restarted with its data ([`Broker::start_file_backed`],
+//! [`Broker::restart`]).
 //!
 //! Use it as `mod broker;` from a file in `tests/`, or as
 //! `#[path = "../tests/broker/mod.rs"] mod broker;` from an example or bench.
@@ -112,28 +114,59 @@ impl Record {
     }
 }
 
-/// One Tansu broker with in-memory storage on `127.0.0.1:<free port>`, killed on drop.
+/// Where a broker keeps its topics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// In memory: gone when the broker stops.
+    Memory,
+    /// SQLite in the broker's directory: survives [`Broker::restart`].
+    File,
+}
+
+impl Storage {
+    /// Tansu's `--storage-engine` (a SQLite path is relative to the working directory).
+    fn url(self) -> &'static str {
+        match self {
+            Storage::Memory => "memory://tansu/",
+            Storage::File => "sqlite://data/tansu.db",
+        }
+    }
+}
+
+/// One Tansu broker on `127.0.0.1:<free port>`, killed on drop.
 pub struct Broker {
     port: u16,
+    storage: Storage,
     /// The broker's pid (a child of the watchdog shell).
     pid: u32,
     /// The watchdog shell; the broker runs in its process group.
     watchdog: Child,
     /// Closing this makes the watchdog kill the broker.
     lifeline: Option<ChildStdin>,
-    /// Holds the broker's log file.
+    /// Holds the broker's log file, and its data with [`Storage::File`].
     dir: tempfile::TempDir,
 }
 
 impl Broker {
-    /// Starts a broker on a free loopback port and waits until it answers metadata requests.
-    /// Another process may take the port between finding it and the broker binding it, so a
-    /// broker that exits or does not answer is retried on a new port.
+    /// Starts a broker with in-memory storage on a free loopback port and waits until it
+    /// answers metadata requests. Another process may take the port between finding it and
+    /// the broker binding it, so a broker that exits or does not answer is retried on a new
+    /// port.
     pub fn start() -> Broker {
+        Broker::start_with(Storage::Memory)
+    }
+
+    /// [`Broker::start`] with the topics in SQLite files, so that they survive
+    /// [`Broker::restart`].
+    pub fn start_file_backed() -> Broker {
+        Broker::start_with(Storage::File)
+    }
+
+    fn start_with(storage: Storage) -> Broker {
         let tansu = tansu_binary();
         let mut failures = Vec::new();
         for _ in 0..START_ATTEMPTS {
-            match Broker::try_start(&tansu) {
+            match Broker::try_start(&tansu, storage) {
                 Ok(broker) => return broker,
                 Err(failure) => failures.push(failure),
             }
@@ -145,53 +178,17 @@ impl Broker {
         );
     }
 
-    fn try_start(tansu: &Path) -> Result<Broker, String> {
+    fn try_start(tansu: &Path, storage: Storage) -> Result<Broker, String> {
         let port = free_port();
-        let url = format!("tcp://127.0.0.1:{port}");
         let dir = tempfile::Builder::new()
             .prefix("spiral-tansu-")
             .tempdir()
             .map_err(|e| format!("temporary directory: {e}"))?;
-        let log = dir.path().join("tansu.log");
-        // The watchdog: start the broker, print its pid, then wait for EOF on stdin (the
-        // lifeline) in the background and kill the broker when it comes. (A background job's
-        // stdin is /dev/null in sh, hence the lifeline is kept as fd 3.) The shell itself waits
-        // for the broker, so it exits (and reaps it) when the broker does.
-        let script = r#"
-            exec 3<&0
-            "$0" "$@" >"$TANSU_LOG" 2>&1 3<&- &
-            pid=$!
-            echo "$pid"
-            (cat <&3 >/dev/null; kill -9 "$pid" 2>/dev/null) &
-            wait "$pid"
-        "#;
-        let mut watchdog = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .arg(tansu)
-            .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env("TANSU_LOG", &log)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()) // tansu's own output goes to its log file
-            // Its own process group: a Ctrl-C meant for the test runner reaches the test, whose
-            // exit then closes the lifeline.
-            .process_group(0)
-            .spawn()
-            .map_err(|e| format!("cannot run sh for {}: {e}", tansu.display()))?;
-        let mut line = String::new();
-        BufReader::new(watchdog.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .map_err(|e| format!("reading the broker's pid: {e}"))?;
-        let pid = line
-            .trim()
-            .parse()
-            .map_err(|_| format!("the watchdog printed {line:?} instead of a pid"))?;
-        let lifeline = watchdog.stdin.take();
+        std::fs::create_dir_all(dir.path().join("data")).map_err(|e| format!("data dir: {e}"))?;
+        let (pid, watchdog, lifeline) = spawn(tansu, port, storage, dir.path())?;
         let broker = Broker {
             port,
+            storage,
             pid,
             watchdog,
             lifeline,
@@ -199,6 +196,45 @@ impl Broker {
         };
         broker.wait_ready()?;
         Ok(broker)
+    }
+
+    /// Kills the broker (`kill -9`) and starts it again on the same port and storage: with
+    /// [`Storage::File`] its topics, messages and committed offsets are back.
+    pub fn restart(&mut self) {
+        self.kill();
+        let tansu = tansu_binary();
+        let mut failures = Vec::new();
+        // The port was just released; a new bind may need a moment.
+        for _ in 0..START_ATTEMPTS {
+            match spawn(&tansu, self.port, self.storage, self.dir.path()) {
+                Ok((pid, watchdog, lifeline)) => {
+                    (self.pid, self.watchdog, self.lifeline) = (pid, watchdog, lifeline);
+                    match self.wait_ready() {
+                        Ok(()) => return,
+                        Err(failure) => {
+                            failures.push(failure);
+                            self.kill();
+                        }
+                    }
+                }
+                Err(failure) => failures.push(failure),
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        panic!(
+            "tansu did not restart on port {}:\n{}",
+            self.port,
+            failures.join("\n---\n")
+        );
+    }
+
+    /// Kills the broker and waits for its watchdog to exit.
+    fn kill(&mut self) {
+        drop(self.lifeline.take());
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.pid.to_string()])
+            .status();
+        let _ = self.watchdog.wait();
     }
 
     /// Waits until the broker answers a metadata request, or it exits, or [`READY_TIMEOUT`].
@@ -538,6 +574,56 @@ impl Drop for Broker {
             }
         }
     }
+}
+
+/// Runs tansu on `port` under a watchdog shell in `dir`: (broker pid, watchdog, lifeline).
+fn spawn(
+    tansu: &Path,
+    port: u16,
+    storage: Storage,
+    dir: &Path,
+) -> Result<(u32, Child, Option<ChildStdin>), String> {
+    let url = format!("tcp://127.0.0.1:{port}");
+    // The watchdog: start the broker, print its pid, then wait for EOF on stdin (the
+    // lifeline) in the background and kill the broker when it comes. (A background job's
+    // stdin is /dev/null in sh, hence the lifeline is kept as fd 3.) The shell itself waits
+    // for the broker, so it exits (and reaps it) when the broker does. The log is appended
+    // to, so a restarted broker's log follows the first one's.
+    let script = r#"
+        exec 3<&0
+        "$0" "$@" >>"$TANSU_LOG" 2>&1 3<&- &
+        pid=$!
+        echo "$pid"
+        (cat <&3 >/dev/null; kill -9 "$pid" 2>/dev/null) &
+        wait "$pid"
+    "#;
+    let mut watchdog = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(tansu)
+        .args(["broker", "--listener-url", &url])
+        .args(["--advertised-listener-url", &url])
+        .args(["--storage-engine", storage.url()])
+        .env("TANSU_LOG", dir.join("tansu.log"))
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null()) // tansu's own output goes to its log file
+        // Its own process group: a Ctrl-C meant for the test runner reaches the test, whose
+        // exit then closes the lifeline.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| format!("cannot run sh for {}: {e}", tansu.display()))?;
+    let mut line = String::new();
+    BufReader::new(watchdog.stdout.take().expect("piped"))
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the broker's pid: {e}"))?;
+    let pid = line
+        .trim()
+        .parse()
+        .map_err(|_| format!("the watchdog printed {line:?} instead of a pid"))?;
+    let lifeline = watchdog.stdin.take();
+    Ok((pid, watchdog, lifeline))
 }
 
 /// A loopback port nobody listens on right now.

@@ -52,6 +52,13 @@ impl Running {
         }
     }
 
+    /// Whether the process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().expect("wait").is_none())
+    }
+
     /// `kill -9`: no drain, no checkpoint, no commit.
     pub fn kill9(mut self) {
         let mut child = self.child.take().expect("running");
