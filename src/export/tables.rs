@@ -131,7 +131,8 @@ fn stamp(b: &mut TimestampMillisecondBuilder) -> ArrayRef {
 
 /// Rows being collected for one table; [`Rows::finish`] turns them into a batch.
 pub enum Rows {
-    Touches(TouchRows),
+    // Boxed: its builders (a map among them) are far bigger than the others.
+    Touches(Box<TouchRows>),
     Journeys(JourneyRows),
     StageEntries(StageRows),
 }
@@ -139,7 +140,7 @@ pub enum Rows {
 impl Rows {
     pub fn new(table: Table) -> Rows {
         match table {
-            Table::Touches => Rows::Touches(TouchRows::default()),
+            Table::Touches => Rows::Touches(Box::default()),
             Table::Journeys => Rows::Journeys(JourneyRows::default()),
             Table::StageEntries => Rows::StageEntries(StageRows::default()),
         }
