@@ -131,18 +131,18 @@ fn stamp(b: &mut TimestampMillisecondBuilder) -> ArrayRef {
 
 /// Rows being collected for one table; [`Rows::finish`] turns them into a batch.
 pub enum Rows {
-    // Boxed: its builders (a map among them) are far bigger than the others.
+    // Boxed: the builders are kilobytes, and a map of partitions holds many.
     Touches(Box<TouchRows>),
-    Journeys(JourneyRows),
-    StageEntries(StageRows),
+    Journeys(Box<JourneyRows>),
+    StageEntries(Box<StageRows>),
 }
 
 impl Rows {
     pub fn new(table: Table) -> Rows {
         match table {
             Table::Touches => Rows::Touches(Box::default()),
-            Table::Journeys => Rows::Journeys(JourneyRows::default()),
-            Table::StageEntries => Rows::StageEntries(StageRows::default()),
+            Table::Journeys => Rows::Journeys(Box::default()),
+            Table::StageEntries => Rows::StageEntries(Box::default()),
         }
     }
 
