@@ -62,6 +62,30 @@ fn write_config(dir: &Path, broker: &Broker, state: &Path) -> std::path::PathBuf
     path
 }
 
+/// Asserts that the input topics hold every one of `lines` and that a replay of them, decided
+/// at `watermark`, gives the live summary `live` (all but `late`); returns the messages.
+fn assert_equals_replay(
+    broker: &Broker,
+    config: &Path,
+    dir: &Path,
+    lines: &[Vec<u8>],
+    live: serde_json::Value,
+    watermark: &str,
+) -> Vec<broker::Record> {
+    let records: Vec<_> = broker
+        .consume_all(ONLINE)
+        .into_iter()
+        .chain(broker.consume_all(IDENTITY))
+        .collect();
+    assert_eq!(records.len(), lines.len(), "every message is on the broker");
+    let payloads = records
+        .iter()
+        .map(|r| r.payload.as_deref().unwrap_or_default());
+    let replayed = replay_payloads(config, payloads, watermark, dir);
+    assert_eq!(without_late(live), without_late(replayed));
+    records
+}
+
 /// A small deterministic generator for kill times (no dependency on the run's timing).
 struct Lcg(u64);
 
@@ -146,18 +170,15 @@ fn kill_9_loops_lose_nothing_and_count_nothing_twice() {
     assert!(values.contains_key("spiral_checkpoint_last_success_timestamp_seconds"));
     assert!(spiral.terminate().success());
 
-    let records: Vec<_> = broker
-        .consume_all(ONLINE)
-        .into_iter()
-        .chain(broker.consume_all(IDENTITY))
-        .collect();
-    assert_eq!(records.len(), lines.len(), "every message is on the broker");
     let watermark = live_summary.watermark.clone().expect("a live watermark");
-    let payloads = records
-        .iter()
-        .map(|r| r.payload.as_deref().unwrap_or_default());
-    let replayed = replay_payloads(&config_path, payloads, &watermark, dir.path());
-    assert_eq!(without_late(live_json), without_late(replayed));
+    let records = assert_equals_replay(
+        &broker,
+        &config_path,
+        dir.path(),
+        &lines,
+        live_json,
+        &watermark,
+    );
 
     // Each rejected message exactly once on the dead-letter topic.
     let letters = broker.consume_all(DLQ);
@@ -277,22 +298,15 @@ fn a_broker_restart_on_file_storage_loses_nothing() {
         serde_json::from_str(&live::http_get(addr, "/api/v1/summary").1).unwrap();
     assert!(spiral.terminate().success());
 
-    let records: Vec<_> = broker
-        .consume_all(ONLINE)
-        .into_iter()
-        .chain(broker.consume_all(IDENTITY))
-        .collect();
-    assert_eq!(records.len(), lines.len(), "the broker kept every message");
     let watermark = summary.watermark.clone().expect("a live watermark");
-    let replayed = replay_payloads(
+    assert_equals_replay(
+        &broker,
         &config_path,
-        records
-            .iter()
-            .map(|r| r.payload.as_deref().unwrap_or_default()),
-        &watermark,
         dir.path(),
+        &lines,
+        live_json,
+        &watermark,
     );
-    assert_eq!(without_late(live_json), without_late(replayed));
     let sources: std::collections::HashSet<_> = broker
         .consume_all(DLQ)
         .iter()

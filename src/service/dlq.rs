@@ -211,19 +211,8 @@ impl DeadLetters {
             if let Some(key) = &letter.key {
                 record = record.key(&key[..]);
             }
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => break,
-                    // The local queue is full: let deliveries drain, then try again.
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        self.producer.poll(Duration::from_millis(50));
-                        record = back;
-                    }
-                    Err((error, _)) => {
-                        *log.last_error.lock().expect("delivery log") = Some(error.to_string());
-                        break;
-                    }
-                }
+            if let Err(error) = send_queued(&self.producer, record) {
+                *log.last_error.lock().expect("delivery log") = Some(error.to_string());
             }
         }
         // `flush` polls until every sent letter has its report (or the time is up).
@@ -238,5 +227,22 @@ impl DeadLetters {
         self.producer
             .flush(timeout)
             .context("cannot flush the dead-letter producer")
+    }
+}
+
+/// Sends `record`, waiting for deliveries to drain while librdkafka's local queue is full.
+pub(crate) fn send_queued<'a, C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    mut record: BaseRecord<'a, [u8], [u8], C::DeliveryOpaque>,
+) -> Result<(), KafkaError> {
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                producer.poll(Duration::from_millis(50));
+                record = back;
+            }
+            Err((error, _)) => return Err(error),
+        }
     }
 }

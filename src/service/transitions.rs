@@ -15,11 +15,10 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 
+use super::dlq::send_queued;
 use crate::export::{Sealed, Target, for_each_transition};
 
 /// How long a revision's messages may take to be acknowledged before the attempt fails (it
@@ -71,18 +70,8 @@ impl Transitions {
         let reports = self.producer.context();
         reports.failed.store(0, Ordering::Relaxed);
         let sent = for_each_transition(target, sealed, |key, payload| {
-            let mut record = BaseRecord::to(&self.topic).key(key).payload(payload);
-            loop {
-                match self.producer.send(record) {
-                    Ok(()) => return Ok(()),
-                    // The local queue is full: let acknowledgements drain, then try again.
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        self.producer.poll(Duration::from_millis(50));
-                        record = back;
-                    }
-                    Err((error, _)) => return Err(io::Error::other(error)),
-                }
-            }
+            let record = BaseRecord::to(&self.topic).key(key).payload(payload);
+            send_queued(&self.producer, record).map_err(io::Error::other)
         })?;
         self.producer
             .flush(FLUSH_TIMEOUT)
