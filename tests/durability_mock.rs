@@ -439,3 +439,56 @@ fn bi_files_break_stage_entries_down_like_the_metrics() {
     assert_eq!(from_files, from_metrics);
     common::bi::assert_files_match(export.path(), &summary);
 }
+
+#[test]
+fn stage_transitions_wait_while_their_topic_refuses_them_then_arrive() {
+    use rdkafka::types::RDKafkaRespErr;
+    let mock = live::Mock::new(2, 59, 300, 3_000, "durable-transitions-refused");
+    mock.cluster
+        .create_topic("transitions", 2, 1)
+        .expect("transitions topic");
+    // The producer is not allowed to write the topic (as with a missing ACL).
+    mock.cluster
+        .topic_error(
+            "transitions",
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
+        )
+        .unwrap();
+    let (state, export) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut config = with_export(&with_state(&mock.config, state.path()), export.path());
+    let kafka = config.service.kafka.as_mut().unwrap();
+    kafka.transitions_topic = Some("transitions".into());
+    // Fail fast and notice the topic's recovery soon, so the test takes seconds.
+    for (key, value) in [
+        ("message.timeout.ms", "2000"),
+        ("topic.metadata.refresh.interval.ms", "500"),
+    ] {
+        kafka.transitions_producer.insert(key.into(), value.into());
+    }
+    let (runtime, service) = start(&config, None);
+    let addr = service.addr;
+    let summary = live::settled_summary(addr, mock.lines.len() as u64, Duration::from_secs(60));
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let unpublished = || metric(addr, "spiral_export_unpublished_revisions").unwrap_or(0.0);
+    wait_for("a revision waits for its transitions", &|| {
+        unpublished() >= 1.0
+    });
+    assert_eq!(metric(addr, "spiral_transitions_sent_total"), Some(0.0));
+
+    // Allowed again: the next checkpoint sends every waiting revision, whole.
+    mock.cluster
+        .topic_error("transitions", RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR)
+        .unwrap();
+    wait_for("the waiting revisions are sent", &|| unpublished() == 0.0);
+    runtime.block_on(service.stop()).expect("clean stop");
+    let messages = read_topic(&mock.brokers, "transitions");
+    assert!(!messages.is_empty());
+    common::bi::assert_transitions_match(&messages, &summary);
+    common::bi::assert_files_match(export.path(), &summary);
+}
