@@ -7,7 +7,7 @@
 //! #                                # where files are written before they are uploaded
 //! row_group_rows = 1048576         # rows per Parquet row group; default 1 Mi
 //! max_file_bytes = 268435456       # a file rolls over past this size; default 256 MiB
-//! memory_budget_bytes = 67108864   # rows held in memory before row groups are cut; default 64 MiB
+//! memory_budget_bytes = 67108864   # rows, batches, open files and row groups (a quarter each); default 64 MiB
 //! # enabled = false                # the section without this line turns the export on
 //!
 //! [export.options]                 # object store settings, e.g. for MinIO (as [state.options])

@@ -9,9 +9,10 @@
 //!
 //! Rows are collected per table and date partition (see `docs/bi.md` for which date), handed
 //! in batches to a writer thread that encodes them into a file per partition (ZSTD), in row
-//! groups of `row_group_rows`; a file rolls over at `max_file_bytes`, and at most [`MAX_OPEN`]
-//! are open at once. Rows waiting for their row group are held in memory; past
-//! `memory_budget_bytes` the biggest partitions cut their row groups early. [`Files::seal`]
+//! groups of `row_group_rows`; a file rolls over at `max_file_bytes`. `memory_budget_bytes` is
+//! split in quarters: rows in the builders, batches on their way to the writer, open files
+//! (about [`OPEN_FILE_BYTES`] each, at most [`MAX_OPEN`]; the least recently used closes
+//! first), and row groups being encoded (past it the biggest partitions cut theirs early). [`Files::seal`]
 //! closes and fsyncs every file of the revision; [`super::publish`] moves them to their final names
 //! (deterministic: table, date, revision, sequence) once the checkpoint that covers them is
 //! durable. A published name therefore only ever shows a whole file, and a crash before
@@ -153,7 +154,7 @@ impl Files {
         ));
         // Row-group statistics serve pruning; page-level ones cost more than they save here.
         props = props.set_statistics_enabled(EnabledStatistics::Chunk);
-        // Columns of (nearly) unique ids gain nothing from a dictionary or min/max but the cost.
+        // See HIGH_CARDINALITY.
         for column in HIGH_CARDINALITY {
             let path = ColumnPath::new(column.split('.').map(str::to_string).collect());
             props = props
