@@ -492,3 +492,71 @@ fn stage_transitions_wait_while_their_topic_refuses_them_then_arrive() {
     common::bi::assert_transitions_match(&messages, &summary);
     common::bi::assert_files_match(export.path(), &summary);
 }
+
+#[test]
+fn a_second_instance_on_the_same_state_directory_is_refused_at_start() {
+    let mock = live::Mock::new(2, 55, 100, 1_000, "durable-exclusive");
+    let state = tempfile::tempdir().unwrap();
+    let config = with_state(&mock.config, state.path());
+    let (runtime, first) = start(&config, None);
+    let second = runtime.block_on(Service::start_with_storage(&config, None));
+    let error = format!("{:#}", second.err().expect("the second start is refused"));
+    assert!(
+        error.starts_with("state.dir: ") && error.contains("another Spiral process"),
+        "{error}"
+    );
+    runtime.block_on(first.stop()).expect("clean stop");
+    // Once the first has stopped the directory is free, and its checkpoint resumes.
+    let (summary, metrics) = run_once(&config, None, mock.lines.len());
+    assert_eq!(metrics["spiral_checkpoint_restores_total"], 1.0);
+    assert_eq!(summary.events.received, mock.lines.len() as u64);
+}
+
+#[test]
+fn two_instances_writing_one_object_store_state_stop_rather_than_take_turns() {
+    let mock = live::Mock::new(2, 56, 200, 2_000, "durable-fenced-a");
+    let state = tempfile::tempdir().unwrap();
+    let mut config = with_state(&mock.config, state.path());
+    config.service.state.location = Some(StateLocation::Url {
+        url: format!("file://{}/prefix", state.path().display()),
+        options: Default::default(),
+    });
+    let (runtime_a, a) = start(&config, None);
+    live::settled_summary(a.addr, mock.lines.len() as u64, Duration::from_secs(60));
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while checkpoints(&state.path().join("prefix")).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no checkpoint from the first"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A second deployment pointed at the same state by mistake (another group, so it reads
+    // everything too): it resumes the first one's checkpoint and writes its own.
+    let mut other = config.clone();
+    other.service.kafka.as_mut().unwrap().group_id = "durable-fenced-b".into();
+    let (runtime_b, b) = start(&other, None);
+    std::thread::sleep(Duration::from_secs(2));
+    live::produce(
+        &mock.brokers,
+        live::MOCK_TOPIC,
+        2,
+        &live::traffic(57, 50, 500),
+    );
+    std::thread::sleep(Duration::from_secs(4));
+    let stopped = [runtime_a.block_on(a.stop()), runtime_b.block_on(b.stop())];
+    let refused: Vec<String> = stopped
+        .iter()
+        .filter_map(|r| r.as_ref().err().map(|e| format!("{e:#}")))
+        .collect();
+    assert!(
+        !refused.is_empty(),
+        "one of them must stop: the other wrote a generation it was about to write"
+    );
+    for error in &refused {
+        assert!(
+            error.starts_with("state: another writer wrote checkpoint generation"),
+            "{error}"
+        );
+    }
+}

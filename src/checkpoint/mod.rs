@@ -11,6 +11,11 @@
 //! the newest generation that verifies, and names every newer one it had to pass over: a
 //! torn or corrupted checkpoint makes Spiral fall back to an older one and say so, never run
 //! on wrong state.
+//!
+//! One writer per state location: a generation is created, never replaced, and a save that
+//! finds its generation taken, or a newer one present, fails with [`Checkpoints::FENCED`]
+//! instead of writing. The service stops on it: another instance writes here, and two engines
+//! taking turns at one state would each resume the other's numbers.
 
 pub mod format;
 pub mod storage;
@@ -36,6 +41,9 @@ pub struct Loaded {
 pub struct Checkpoints {
     storage: Box<dyn Storage>,
     keep: usize,
+    /// The store cannot create exclusively (an S3 endpoint without conditional writes): only
+    /// the check for newer generations guards it, and that was said once.
+    unfenced: std::sync::atomic::AtomicBool,
 }
 
 impl Checkpoints {
@@ -45,8 +53,12 @@ impl Checkpoints {
         Checkpoints {
             storage,
             keep: keep.max(2),
+            unfenced: std::sync::atomic::AtomicBool::new(false),
         }
     }
+
+    /// The start of the message of a save refused because another writer got there first.
+    pub const FENCED: &str = "another writer";
 
     pub fn name(generation: u64) -> String {
         format!("{PREFIX}{generation:020}{SUFFIX}")
@@ -79,9 +91,46 @@ impl Checkpoints {
 
     /// [`Checkpoints::save`] of a frame already built with [`format::start`] and
     /// [`format::finish`] for `generation`.
+    ///
+    /// Fails with [`io::ErrorKind::AlreadyExists`] and a message starting with
+    /// [`Checkpoints::FENCED`] when generation `generation` or a newer one exists: this
+    /// process numbers its generations above every one it found at start, so another
+    /// process wrote them.
     pub fn save_frame(&self, generation: u64, bytes: &[u8]) -> io::Result<usize> {
+        let fenced = |found: u64| {
+            io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "{} wrote checkpoint generation {found} where this process was to write                      {generation}: two Spiral instances share this state location",
+                    Checkpoints::FENCED
+                ),
+            )
+        };
+        if let Some(&newest) = self.generations()?.first()
+            && newest >= generation
+        {
+            return Err(fenced(newest));
+        }
         let name = Checkpoints::name(generation);
-        self.storage.put(&name, bytes)?;
+        match self.storage.create(&name, bytes) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Err(fenced(generation)),
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                if !self
+                    .unfenced
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(
+                        error = %e,
+                        "the state store cannot create objects exclusively, so two instances \
+                         writing the same state location are caught only between writes \
+                         (S3 and MinIO have them with state.options.conditional_put = \"etag\", \
+                         the default)"
+                    );
+                }
+                self.storage.put(&name, bytes)?;
+            }
+            other => other?,
+        }
         for old in self.generations()?.into_iter().skip(self.keep) {
             self.storage.delete(&Checkpoints::name(old))?;
         }

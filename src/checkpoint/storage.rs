@@ -4,6 +4,11 @@
 //! Both write atomically: a reader sees the previous object or the whole new one, never half.
 //! The local directory writes a temporary file, fsyncs it, renames it into place and fsyncs
 //! the directory; an object store's put is atomic by itself.
+//!
+//! Checkpoints are written with [`Storage::create`], which also refuses to replace an object
+//! that exists: two writers of one state location (two instances given the same `state.url`, or
+//! a stalled instance that wakes after its replacement took over) cannot silently overwrite
+//! each other's generations.
 
 use std::fmt;
 use std::fs::{self, File};
@@ -18,6 +23,10 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 pub trait Storage: Send + Sync + fmt::Debug {
     /// Writes `name` atomically.
     fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Writes `name` atomically if it does not exist, else fails with
+    /// [`io::ErrorKind::AlreadyExists`]; [`io::ErrorKind::Unsupported`] where the store cannot
+    /// tell (an S3 endpoint without conditional writes configured).
+    fn create(&self, name: &str, bytes: &[u8]) -> io::Result<()>;
     fn get(&self, name: &str) -> io::Result<Vec<u8>>;
     /// Every name, in no particular order.
     fn list(&self) -> io::Result<Vec<String>>;
@@ -28,14 +37,57 @@ pub trait Storage: Send + Sync + fmt::Debug {
 #[derive(Debug)]
 pub struct LocalDir {
     dir: PathBuf,
+    /// The lock on `.lock` of [`LocalDir::exclusive`], held while this value lives.
+    _lock: Option<File>,
 }
 
 impl LocalDir {
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<LocalDir> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
-        // A process killed mid-write leaves its temporary file behind; nobody will finish it.
-        for entry in fs::read_dir(&dir)? {
+        LocalDir::clean(&dir)?;
+        Ok(LocalDir { dir, _lock: None })
+    }
+
+    /// The directory for this process alone: an exclusive lock on its `.lock` file, waited
+    /// for at most `wait` (a process that just stopped may still be closing it), else an
+    /// error of kind [`io::ErrorKind::ResourceBusy`]. The kernel drops the lock when the
+    /// holder dies, even by `kill -9`, so a crash never leaves the directory locked.
+    pub fn exclusive(dir: impl Into<PathBuf>, wait: std::time::Duration) -> io::Result<LocalDir> {
+        let dir = dir.into();
+        fs::create_dir_all(&dir)?;
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(".lock"))?;
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(fs::TryLockError::WouldBlock) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::ResourceBusy,
+                        "another Spiral process holds its lock (.lock)",
+                    ));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(e),
+            }
+        }
+        // Only now: the temporary files of a live writer are not ours to delete.
+        LocalDir::clean(&dir)?;
+        Ok(LocalDir {
+            dir,
+            _lock: Some(lock),
+        })
+    }
+
+    /// A process killed mid-write leaves its temporary file behind; nobody will finish it.
+    fn clean(dir: &std::path::Path) -> io::Result<()> {
+        for entry in fs::read_dir(dir)? {
             let name = entry?.file_name();
             if name
                 .to_str()
@@ -44,27 +96,51 @@ impl LocalDir {
                 let _ = fs::remove_file(dir.join(&name));
             }
         }
-        Ok(LocalDir { dir })
+        Ok(())
     }
 }
 
-impl Storage for LocalDir {
-    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+impl LocalDir {
+    /// Writes `bytes` to a temporary file, fsyncs it, and `place`s it under `name`; then
+    /// fsyncs the directory, so that the new name survives a power cut too.
+    fn write(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        place: impl FnOnce(&std::path::Path, &std::path::Path) -> io::Result<()>,
+    ) -> io::Result<()> {
         // Temporary names start with a dot, so `list` never shows a half-written file.
         let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
         let write = || -> io::Result<()> {
             let mut file = File::create(&tmp)?;
             file.write_all(bytes)?;
             file.sync_all()?;
-            fs::rename(&tmp, self.dir.join(name))?;
-            // The rename itself must survive a power cut.
+            place(&tmp, &self.dir.join(name))?;
             File::open(&self.dir)?.sync_all()
         };
         let result = write();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
+        // After `create` the temporary name is a second link to the file; after `put` it is gone.
+        let _ = fs::remove_file(&tmp);
         result
+    }
+}
+
+impl Storage for LocalDir {
+    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.write(name, bytes, |tmp, name| fs::rename(tmp, name))
+    }
+
+    /// A hard link fails if the name exists, where a rename would replace it.
+    fn create(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.write(name, bytes, |tmp, name| {
+            fs::hard_link(tmp, name).map_err(|e| match e.raw_os_error() {
+                // A file system without hard links: `Checkpoints` falls back to `put`.
+                Some(libc::EPERM | libc::EOPNOTSUPP) => {
+                    io::Error::new(io::ErrorKind::Unsupported, e)
+                }
+                _ => e,
+            })
+        })
     }
 
     fn get(&self, name: &str) -> io::Result<Vec<u8>> {
@@ -247,6 +323,22 @@ impl Storage for Objects {
             .map_err(io_error)
     }
 
+    fn create(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        use object_store::{PutMode, PutOptions};
+        let payload = PutPayload::from(bytes.to_vec());
+        let options = PutOptions::from(PutMode::Create);
+        match self.run(self.store.put_opts(&self.path(name), payload, options)) {
+            Ok(_) => Ok(()),
+            Err(e @ object_store::Error::AlreadyExists { .. }) => {
+                Err(io::Error::new(io::ErrorKind::AlreadyExists, e))
+            }
+            Err(e @ object_store::Error::NotImplemented { .. }) => {
+                Err(io::Error::new(io::ErrorKind::Unsupported, e))
+            }
+            Err(e) => Err(io_error(e)),
+        }
+    }
+
     fn get(&self, name: &str) -> io::Result<Vec<u8>> {
         self.run(async {
             let result = self.store.get(&self.path(name)).await.map_err(io_error)?;
@@ -286,15 +378,27 @@ pub struct FullDisk<S> {
     pub full: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
-impl<S: Storage> Storage for FullDisk<S> {
-    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+impl<S> FullDisk<S> {
+    fn check(&self) -> io::Result<()> {
         if self.full.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(io::Error::new(
                 io::ErrorKind::StorageFull,
                 "No space left on device (injected)",
             ));
         }
+        Ok(())
+    }
+}
+
+impl<S: Storage> Storage for FullDisk<S> {
+    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.check()?;
         self.inner.put(name, bytes)
+    }
+
+    fn create(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.check()?;
+        self.inner.create(name, bytes)
     }
 
     fn get(&self, name: &str) -> io::Result<Vec<u8>> {

@@ -129,3 +129,102 @@ fn a_half_written_local_file_is_never_visible_under_its_name() {
     std::fs::write(dir.path().join(".b.tmp-1234"), b"half").unwrap();
     assert_eq!(local.list().unwrap(), ["a"]);
 }
+
+/// A back end's name and two handles on one place in it.
+type Shared = (&'static str, Box<dyn Storage>, Box<dyn Storage>);
+
+/// Two handles on each back end's one place, as two processes sharing a state location have.
+fn shared_back_ends(dir: &std::path::Path) -> Vec<Shared> {
+    let local_fs = dir.join("object-store");
+    std::fs::create_dir_all(&local_fs).unwrap();
+    let memory = Arc::new(InMemory::new());
+    let objects = |store: Arc<dyn object_store::ObjectStore>| -> Box<dyn Storage> {
+        Box::new(Objects::new(store, "spiral/checkpoints").unwrap())
+    };
+    let local_fs_store = || Arc::new(LocalFileSystem::new_with_prefix(&local_fs).unwrap());
+    vec![
+        (
+            "local dir",
+            Box::new(LocalDir::new(dir.join("local")).unwrap()),
+            Box::new(LocalDir::new(dir.join("local")).unwrap()),
+        ),
+        (
+            "object store in memory",
+            objects(memory.clone()),
+            objects(memory),
+        ),
+        (
+            "object store on the local file system",
+            objects(local_fs_store()),
+            objects(local_fs_store()),
+        ),
+    ]
+}
+
+fn is_fenced(result: io::Result<usize>) -> bool {
+    matches!(result, Err(e) if e.kind() == io::ErrorKind::AlreadyExists
+        && e.to_string().starts_with(Checkpoints::FENCED))
+}
+
+#[test]
+fn create_never_replaces_an_object() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, storage) in back_ends(dir.path()) {
+        storage.create("a", b"first").unwrap();
+        let again = storage.create("a", b"second").unwrap_err();
+        assert_eq!(again.kind(), io::ErrorKind::AlreadyExists, "{what}");
+        assert_eq!(storage.get("a").unwrap(), b"first", "{what}");
+        assert_eq!(
+            storage.list().unwrap(),
+            ["a"],
+            "{what}: no temporary file left"
+        );
+    }
+}
+
+#[test]
+fn a_second_writer_of_one_state_location_is_refused_not_interleaved() {
+    let dir = tempfile::tempdir().unwrap();
+    for (what, first, second) in shared_back_ends(dir.path()) {
+        let (a, b) = (Checkpoints::new(first, 3), Checkpoints::new(second, 3));
+        a.save(1, b"a1").unwrap();
+        // `b` started when generation 1 was the newest, so it writes 2 next; `a` got there first.
+        a.save(2, b"a2").unwrap();
+        assert!(is_fenced(b.save(2, b"b2")), "{what}: same generation");
+        a.save(3, b"a3").unwrap();
+        assert!(is_fenced(b.save(3, b"b3")), "{what}: same generation again");
+        a.save(5, b"a5").unwrap();
+        assert!(
+            is_fenced(b.save(4, b"b4")),
+            "{what}: a newer generation exists"
+        );
+        let latest = a.latest().unwrap().unwrap();
+        assert_eq!(
+            (latest.generation, &latest.payload[..]),
+            (5, &b"a5"[..]),
+            "{what}"
+        );
+        assert_eq!(
+            b.generations().unwrap(),
+            [5, 3, 2],
+            "{what}: nothing of b's"
+        );
+    }
+}
+
+#[test]
+fn a_local_state_directory_serves_one_process_at_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let wait = std::time::Duration::from_millis(200);
+    let first = LocalDir::exclusive(dir.path(), wait).unwrap();
+    let busy = LocalDir::exclusive(dir.path(), wait).unwrap_err();
+    assert_eq!(busy.kind(), io::ErrorKind::ResourceBusy);
+    assert!(
+        busy.to_string().contains("another Spiral process"),
+        "{busy}"
+    );
+    // The lock file is no checkpoint.
+    assert!(first.list().unwrap().is_empty());
+    drop(first);
+    LocalDir::exclusive(dir.path(), wait).expect("free once the first lets go");
+}

@@ -265,7 +265,8 @@ impl Durable {
         self.fatal.get_or_insert(why);
     }
 
-    /// The export failure that must stop the consumer, if any.
+    /// The failure that must stop the consumer, if any: the BI export's, or a checkpoint
+    /// refused because another instance writes the same state.
     pub fn fatal(&self) -> Option<&str> {
         self.fatal.as_deref()
     }
@@ -471,6 +472,16 @@ impl Durable {
                 );
                 commit(consumer, &done.positions, mode);
                 self.saved = Some((done.positions, done.watermark));
+            }
+            Err(error) if error.to_string().starts_with(Checkpoints::FENCED) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+                // Going on would mean two engines taking turns at one state: stop instead.
+                tracing::error!(
+                    generation = done.generation,
+                    %error,
+                    "checkpoint refused: stopping, since another instance writes this state"
+                );
+                self.fatal.get_or_insert(format!("state: {error}"));
             }
             Err(error) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);

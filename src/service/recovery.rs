@@ -46,6 +46,9 @@ pub struct Restored {
     pub export: Vec<Sealed>,
 }
 
+/// How long a start waits for the state directory's previous user to let go of it.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The checkpoint store of `state` (or `storage` in its place), with the generation the next
 /// checkpoint gets.
 pub fn open(
@@ -57,9 +60,11 @@ pub fn open(
     };
     let storage: Box<dyn Storage> = match (storage, location) {
         (Some(storage), _) => storage,
-        (None, StateLocation::Dir(dir)) => {
-            Box::new(LocalDir::new(dir).with_context(|| format!("state.dir: cannot use {dir:?}"))?)
-        }
+        (None, StateLocation::Dir(dir)) => Box::new(
+            // One process per state directory: two would take turns at one state.
+            LocalDir::exclusive(dir, LOCK_WAIT)
+                .with_context(|| format!("state.dir: cannot use {dir:?}"))?,
+        ),
         (None, StateLocation::Url { url, options }) => {
             Box::new(Objects::open("state", url, options)?)
         }
