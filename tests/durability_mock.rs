@@ -560,3 +560,35 @@ fn two_instances_writing_one_object_store_state_stop_rather_than_take_turns() {
         );
     }
 }
+
+#[test]
+fn a_second_member_in_the_group_is_shown_until_it_leaves() {
+    let mock = live::Mock::new(3, 58, 200, 2_000, "durable-split");
+    let (first_state, second_state) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = with_state(&mock.config, first_state.path());
+    let (runtime, first) = start(&config, None);
+    live::settled_summary(first.addr, mock.lines.len() as u64, Duration::from_secs(60));
+    let elsewhere = || metric(first.addr, "spiral_state_partitions_elsewhere");
+    assert_eq!(elsewhere(), Some(0.0));
+    // A second replica of the same deployment: same group, a state of its own.
+    let (runtime_2, second) = start(&with_state(&mock.config, second_state.path()), None);
+    let wait_for = |want: &dyn Fn(f64) -> bool, what: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let now = elsewhere().unwrap_or(-1.0);
+            if want(now) {
+                return now;
+            }
+            assert!(std::time::Instant::now() < deadline, "{what}: still {now}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let split = wait_for(&|n| n > 0.0, "the second member takes partitions");
+    assert!(split < 3.0, "the first keeps some: {split}");
+    runtime_2.block_on(second.stop()).expect("clean stop");
+    wait_for(
+        &|n| n == 0.0,
+        "the second left, the first holds everything again",
+    );
+    runtime.block_on(first.stop()).expect("clean stop");
+}

@@ -145,6 +145,13 @@ fn business(shared: &Shared) -> Vec<MetricFamily> {
             );
         }
     }
+    m.single(
+        "spiral_state_partitions_elsewhere",
+        "Partitions this instance has read that another member of its consumer group holds now \
+         (one instance per group: above 0, each instance counts part of the stream).",
+        MetricType::GAUGE,
+        shared.partitions().elsewhere() as f64,
+    );
     let dlq = &shared.dlq;
     m.single(
         "spiral_dlq_messages_total",

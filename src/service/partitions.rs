@@ -53,6 +53,9 @@ pub struct Partitions {
     /// Every partition the engine has applied messages of, assigned or not: revocation does
     /// not take its messages out of the engine, so a partition given back resumes here.
     positions: BTreeMap<TopicPartition, Position>,
+    /// Partitions of subscribed topics that the engine has read and another member of the
+    /// group holds now, as of the last rebalance ([`Partitions::settle_rebalance`]).
+    elsewhere: Vec<TopicPartition>,
 }
 
 impl Partitions {
@@ -61,6 +64,7 @@ impl Partitions {
             idle_timeout,
             parts: BTreeMap::new(),
             positions: BTreeMap::new(),
+            elsewhere: Vec::new(),
         }
     }
 
@@ -97,6 +101,29 @@ impl Partitions {
     /// A partition was taken away: it no longer holds the watermark back.
     pub fn revoke(&mut self, tp: &TopicPartition) {
         self.parts.remove(tp);
+    }
+
+    /// After a rebalance: notes which partitions of `subscribed` topics the engine has read
+    /// but no longer holds, and returns them. Another consumer of the group reads them now,
+    /// so this instance's numbers and the other's each cover part of the stream (one instance
+    /// per group until scale-out, docs/durability.md). Topics no longer subscribed are left out:
+    /// their partitions are nobody's now.
+    pub fn settle_rebalance(
+        &mut self,
+        subscribed: &std::collections::HashSet<String>,
+    ) -> &[TopicPartition] {
+        self.elsewhere = self
+            .positions
+            .keys()
+            .filter(|tp| subscribed.contains(&tp.0) && !self.parts.contains_key(*tp))
+            .cloned()
+            .collect();
+        &self.elsewhere
+    }
+
+    /// How many partitions [`Partitions::settle_rebalance`] last found elsewhere.
+    pub fn elsewhere(&self) -> usize {
+        self.elsewhere.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -231,5 +258,32 @@ mod tests {
         parts.revoke(&tp(1));
         assert!(parts.is_empty());
         assert_eq!(parts.event_time(t0), None);
+    }
+
+    #[test]
+    fn partitions_read_and_now_held_by_another_member_are_elsewhere() {
+        let t0 = Instant::now();
+        let mut parts = Partitions::new(Duration::from_secs(10));
+        let subscribed = ["t".to_string()].into_iter().collect();
+        for p in 0..3 {
+            parts.assign(tp(p), t0);
+            parts.applied(("t", p), 10, Some(1_000));
+        }
+        parts.applied(("old-topic", 0), 5, None);
+        assert!(parts.settle_rebalance(&subscribed).is_empty());
+        // A second member joined and took partitions 1 and 2.
+        parts.revoke(&tp(1));
+        parts.revoke(&tp(2));
+        assert_eq!(parts.settle_rebalance(&subscribed), [tp(1), tp(2)]);
+        assert_eq!(
+            parts.elsewhere(),
+            2,
+            "not the unsubscribed topic's partition"
+        );
+        // It left again: everything this state has read is here.
+        parts.assign(tp(1), t0);
+        parts.assign(tp(2), t0);
+        assert!(parts.settle_rebalance(&subscribed).is_empty());
+        assert_eq!(parts.elsewhere(), 0);
     }
 }

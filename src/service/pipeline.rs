@@ -94,6 +94,33 @@ pub struct GroupContext {
 }
 
 impl GroupContext {
+    /// One instance per group until scale-out (docs/durability.md): partitions the engine has
+    /// read that another member holds now mean each instance counts part of the stream. Said
+    /// in the log when an assignment leaves any, and always in `/metrics`
+    /// (`spiral_state_partitions_elsewhere`, alert SpiralGroupSplit).
+    fn note_partitions_elsewhere(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr) {
+        let subscribed: std::collections::HashSet<String> = consumer
+            .subscription()
+            .map(|list| {
+                list.elements()
+                    .iter()
+                    .map(|e| e.topic().to_string())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut partitions = self.shared.partitions();
+        let elsewhere = partitions.settle_rebalance(&subscribed);
+        if err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS && !elsewhere.is_empty() {
+            let elsewhere: Vec<String> =
+                elsewhere.iter().map(|(t, p)| format!("{t}/{p}")).collect();
+            tracing::error!(
+                ?elsewhere,
+                "another member of the group holds partitions this instance has read: run one \
+                 Spiral instance per consumer group, or each counts part of the stream"
+            );
+        }
+    }
+
     fn outbox(&self) -> MutexGuard<'_, Outbox> {
         self.outbox.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -229,6 +256,11 @@ impl ConsumerContext for GroupContext {
         if let Err(error) = result {
             tracing::error!(%error, "cannot apply the rebalance");
         }
+        // An eager rebalance revokes everything before assigning anew, so only its assignment
+        // says where partitions went; a cooperative one revokes just what moves elsewhere.
+        if cooperative || err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+            self.note_partitions_elsewhere(consumer, err);
+        }
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -246,37 +278,15 @@ impl ConsumerContext for GroupContext {
         }
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(list) => {
                 let now = Instant::now();
-                let stateful = self.durable().is_some();
                 let mut partitions = self.shared.partitions();
                 for e in list.elements() {
                     partitions.assign((e.topic().to_string(), e.partition()), now);
                 }
                 tracing::info!(partitions = list.count(), "partitions assigned");
-                // One instance per group (docs/durability.md): partitions the state has read
-                // that another member now holds mean two engines count the same accounts.
-                let eager = !matches!(
-                    consumer.rebalance_protocol(),
-                    RebalanceProtocol::Cooperative
-                );
-                if eager && stateful {
-                    let elsewhere: Vec<String> = partitions
-                        .positions()
-                        .keys()
-                        .filter(|(t, p)| list.find_partition(t, *p).is_none())
-                        .map(|(t, p)| format!("{t}/{p}"))
-                        .collect();
-                    if !elsewhere.is_empty() {
-                        tracing::error!(
-                            ?elsewhere,
-                            "another member of the group holds partitions this state has read: \
-                             run one Spiral instance per consumer group, or its numbers split"
-                        );
-                    }
-                }
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
