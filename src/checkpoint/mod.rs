@@ -60,6 +60,13 @@ impl Checkpoints {
     /// The start of the message of a save refused because another writer got there first.
     pub const FENCED: &str = "another writer";
 
+    /// Whether `error` is a save refused because another writer got there first
+    /// ([`Checkpoints::save_frame`]).
+    pub fn is_fenced(error: &io::Error) -> bool {
+        error.kind() == io::ErrorKind::AlreadyExists
+            && error.to_string().starts_with(Checkpoints::FENCED)
+    }
+
     pub fn name(generation: u64) -> String {
         format!("{PREFIX}{generation:020}{SUFFIX}")
     }
@@ -106,7 +113,8 @@ impl Checkpoints {
                 ),
             )
         };
-        if let Some(&newest) = self.generations()?.first()
+        let mut generations = self.generations()?;
+        if let Some(&newest) = generations.first()
             && newest >= generation
         {
             return Err(fenced(newest));
@@ -131,7 +139,9 @@ impl Checkpoints {
             }
             other => other?,
         }
-        for old in self.generations()?.into_iter().skip(self.keep) {
+        // Newer than every generation listed above, so first: no second listing needed.
+        generations.insert(0, generation);
+        for old in generations.into_iter().skip(self.keep) {
             self.storage.delete(&Checkpoints::name(old))?;
         }
         Ok(bytes.len())

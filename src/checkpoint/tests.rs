@@ -162,8 +162,7 @@ fn shared_back_ends(dir: &std::path::Path) -> Vec<Shared> {
 }
 
 fn is_fenced(result: io::Result<usize>) -> bool {
-    matches!(result, Err(e) if e.kind() == io::ErrorKind::AlreadyExists
-        && e.to_string().starts_with(Checkpoints::FENCED))
+    matches!(result, Err(e) if Checkpoints::is_fenced(&e))
 }
 
 #[test]

@@ -473,7 +473,7 @@ impl Durable {
                 commit(consumer, &done.positions, mode);
                 self.saved = Some((done.positions, done.watermark));
             }
-            Err(error) if error.to_string().starts_with(Checkpoints::FENCED) => {
+            Err(error) if Checkpoints::is_fenced(&error) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 // Going on would mean two engines taking turns at one state: stop instead.
                 tracing::error!(
