@@ -72,13 +72,13 @@ async fn scrape(State(app): State<App>) -> Response {
 }
 
 async fn summary(State(app): State<App>) -> Response {
-    let summary = blocking(move || app.shared.engine().summary()).await;
+    let summary = blocking(move || app.shared.engine_now().summary()).await;
     Json(summary).into_response()
 }
 
 async fn account(State(app): State<App>, Path(account_id): Path<String>) -> Response {
     let id = account_id.clone();
-    let view = blocking(move || app.shared.engine().account(&id)).await;
+    let view = blocking(move || app.shared.engine_now().account(&id)).await;
     match view {
         Some(view) => Json(view).into_response(),
         None => (

@@ -46,7 +46,7 @@ pub fn process_registry() -> Registry {
 
 fn business(shared: &Shared) -> Vec<MetricFamily> {
     let (summary, stats, counters, pending, dims) = {
-        let engine = shared.engine();
+        let engine = shared.engine_now();
         (
             engine.summary(),
             engine.stats().to_vec(),

@@ -33,7 +33,7 @@ use super::dlq::{DeadLetter, DeadLetters};
 use super::durable::Durable;
 use super::outbox::Outbox;
 use super::partitions::TopicPartition;
-use super::state::Shared;
+use super::state::{Shared, follow_partitions};
 use crate::export::Exporter;
 use crate::export::tables::Origin;
 
@@ -576,9 +576,7 @@ fn apply(
         partitions.applied((s.topic, s.partition), s.offset + 1, s.newest);
         outbox.applied(s.topic, s.partition, s.offset);
     }
-    if let Some(time) = partitions.event_time(now) {
-        engine.advance_watermark(time.saturating_sub(shared.allowed_lateness));
-    }
+    follow_partitions(&mut engine, &partitions, shared.allowed_lateness, now);
     exported
 }
 

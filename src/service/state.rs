@@ -6,6 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
 
 use crate::engine::Engine;
 use crate::time::Millis;
@@ -35,11 +36,41 @@ impl Shared {
         self.engine.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The engine with its watermark brought up to this moment, for whatever reads it (the
+    /// summary, an account, the metrics). Partitions go idle with the wall clock, not only
+    /// when the consumer thread comes round to apply a batch, and that thread can be busy for
+    /// seconds writing a checkpoint and its BI files: a reader must not see the watermark of
+    /// the last batch as if it were settled.
+    pub fn engine_now(&self) -> MutexGuard<'_, Engine> {
+        let mut engine = self.engine();
+        let partitions = self.partitions();
+        follow_partitions(
+            &mut engine,
+            &partitions,
+            self.allowed_lateness,
+            Instant::now(),
+        );
+        engine
+    }
+
     pub fn partitions(&self) -> MutexGuard<'_, Partitions> {
         self.partitions.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn stopping(&self) -> bool {
         self.stopping.load(Ordering::Relaxed)
+    }
+}
+
+/// Moves the engine's watermark to where the partitions put it at `now` (SPEC §4):
+/// `allowed_lateness` behind the event time the slowest active partition has reached.
+pub fn follow_partitions(
+    engine: &mut Engine,
+    partitions: &Partitions,
+    allowed_lateness: Millis,
+    now: Instant,
+) {
+    if let Some(time) = partitions.event_time(now) {
+        engine.advance_watermark(time.saturating_sub(allowed_lateness));
     }
 }
