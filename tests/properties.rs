@@ -1,6 +1,7 @@
 //! The invariants SPEC promises, over random event streams (proptest):
 //! arrival order does not change the summary (but `late`), duplicates change nothing,
-//! splitting the input across files changes nothing, and every stage but the last adds up.
+//! splitting the input across files changes nothing, every stage but the last adds up, and
+//! an engine split into a resolver and journeys engines by account adds up to one engine.
 
 mod common;
 
@@ -10,7 +11,8 @@ use common::*;
 use proptest::prelude::*;
 use serde_json::json;
 use spiral::config::Config;
-use spiral::engine::Engine;
+use spiral::engine::{Engine, ResolvedTouch};
+use spiral::event::Decoder;
 use spiral::replay::{self, ReplayOptions, Replayer};
 use spiral::summary::Summary;
 
@@ -156,6 +158,105 @@ fn messages(specs: &[Spec]) -> Vec<String> {
         .collect()
 }
 
+/// The engine split at its keys, in one process (`engine::split`): one resolver, and journeys
+/// engines that each own the accounts hashing to them and follow the resolver's watermark.
+struct Split {
+    decoder: Decoder,
+    resolver: Engine,
+    journeys: Vec<Engine>,
+}
+
+impl Split {
+    fn new(config: &Config, shards: usize, long_journey: usize) -> Split {
+        let journeys = (0..shards)
+            .map(|_| {
+                let mut engine = Engine::new(config).unwrap().into_journeys();
+                engine.set_long_journey(long_journey);
+                engine
+            })
+            .collect();
+        Split {
+            decoder: Decoder::new(
+                config.pipeline.max_event_bytes,
+                config.touchpoints.iter().cloned(),
+            ),
+            resolver: Engine::new(config).unwrap().into_resolver(),
+            journeys,
+        }
+    }
+
+    fn owner(&self, touch: &ResolvedTouch) -> usize {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let hasher = BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+        hasher.hash_one(&touch.account) as usize % self.journeys.len()
+    }
+
+    fn message(&mut self, bytes: &[u8]) {
+        match self.decoder.decode(bytes) {
+            Ok(event) => {
+                self.resolver.apply(&event);
+            }
+            Err(rejection) => self.resolver.reject(rejection.reason),
+        }
+        self.hand_on();
+    }
+
+    fn finish(&mut self) {
+        self.resolver.finish();
+        self.hand_on();
+    }
+
+    /// Resolved touches to their owners, placed at the watermark the resolver had when it
+    /// released them; then every journeys engine moves to its new watermark.
+    fn hand_on(&mut self) {
+        for touch in self.resolver.take_resolved() {
+            let owner = self.owner(&touch);
+            self.journeys[owner].apply_resolved(&touch);
+        }
+        if let Some(w) = self.resolver.watermark() {
+            for engine in &mut self.journeys {
+                engine.advance_watermark(w);
+            }
+        }
+    }
+
+    fn summary(&self) -> Summary {
+        let mut summary = self.resolver.summary();
+        for engine in &self.journeys {
+            summary.add(&engine.summary()).unwrap();
+        }
+        summary
+    }
+
+    /// Stage entries by (funnel, stage, online, label values), from every journeys engine.
+    fn entries_by_labels(&self) -> HashMap<(usize, u8, bool, Vec<String>), i64> {
+        let mut all = HashMap::new();
+        for engine in &self.journeys {
+            for (k, n) in entries_by_labels(engine) {
+                *all.entry(k).or_default() += n;
+            }
+        }
+        all.retain(|_, n| *n != 0);
+        all
+    }
+}
+
+fn entries_by_labels(engine: &Engine) -> HashMap<(usize, u8, bool, Vec<String>), i64> {
+    let mut all: HashMap<_, i64> = HashMap::new();
+    for (f, stats) in engine.stats().iter().enumerate() {
+        for (&(stage, online, dims), &n) in stats.entered_by_dims.as_ref().expect("dimensions") {
+            let labels = engine
+                .dimensions()
+                .labels(dims)
+                .into_iter()
+                .map(str::to_string)
+                .collect();
+            *all.entry((f, stage, online, labels)).or_default() += n;
+        }
+    }
+    all
+}
+
 fn without_late(mut s: Summary) -> Summary {
     s.events.late = 0;
     s
@@ -275,6 +376,31 @@ proptest! {
         prop_assert_eq!(whole.stats(), rest.stats());
         prop_assert_eq!(whole.counters(), rest.counters());
         prop_assert_eq!(whole.pending(), rest.pending());
+    }
+
+    #[test]
+    fn journeys_split_by_account_add_up_to_one_engine(specs in prop::collection::vec(spec(), 1..80), seed in any::<u64>(), shards in 1..5usize, long_journey in 1..6usize) {
+        let config = format!("{HASTY}{FUNNELS}\n[metrics]\ndimensions = [\"campaign\"]\ntop_n = 2\n");
+        let config = Config::parse(&config, "t").unwrap();
+        let mut msgs = shuffled(&messages(&specs), seed);
+        msgs.insert(seed as usize % (msgs.len() + 1), "not json".to_string());
+        let mut engine = Engine::new(&config).unwrap();
+        engine.set_long_journey(long_journey);
+        let mut whole = Replayer::with_engine(engine, &config, std::io::sink());
+        let mut split = Split::new(&config, shards, long_journey);
+        for (i, m) in msgs.iter().enumerate() {
+            whole.message(m.as_bytes(), "t", i as u64).unwrap();
+            split.message(m.as_bytes());
+            // At every moment, not only at the end: outcomes decided at the same watermark.
+            prop_assert_eq!(split.summary(), whole.engine().summary());
+        }
+        let (expected, whole) = whole.finish(None).unwrap();
+        split.finish();
+        prop_assert_eq!(split.summary(), expected);
+        prop_assert_eq!(split.entries_by_labels(), entries_by_labels(&whole));
+        let corrections: u64 = split.journeys.iter().map(|e| e.counters().late_corrections).sum();
+        prop_assert_eq!(corrections, whole.counters().late_corrections);
+        prop_assert_eq!(split.resolver.pending(), whole.pending());
     }
 
     #[test]

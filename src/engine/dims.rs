@@ -158,6 +158,22 @@ impl Dimensions {
         packed
     }
 
+    /// Packed codes of label values another engine gave a touch ([`Dimensions::labels`]):
+    /// `none` and `other` keep their meaning, other values are coded here as first seen.
+    /// Costs are not counted again: the engine that took the event counted them.
+    pub fn code_labels(&mut self, labels: &[String]) -> u32 {
+        let mut packed = 0;
+        for (i, label) in labels.iter().enumerate().take(self.dims.len()) {
+            let code = match label.as_str() {
+                "none" => TopN::NONE,
+                "other" => TopN::OTHER,
+                value => self.values[i].code(Some(value)),
+            };
+            packed |= code << (8 * i);
+        }
+        packed
+    }
+
     /// The label values of packed dimension values, in dimension order.
     pub fn labels(&self, packed: u32) -> Vec<&str> {
         (0..self.dims.len())

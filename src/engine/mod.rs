@@ -12,12 +12,14 @@ pub mod dims;
 mod event_ids;
 mod identity;
 mod snapshot;
+mod split;
 pub mod store;
 mod timers;
 mod view;
 
 pub use changes::JourneyChange;
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
+pub use split::ResolvedTouch;
 pub use view::{AccountView, FunnelView, JourneyView, StageView, TouchView};
 
 use crate::config::Config;
@@ -85,6 +87,8 @@ pub struct Engine {
     external_watermark: bool,
     /// Scratch for the event id being applied, in stored form.
     id: Encoded,
+    /// In a resolver, the touches resolved and not taken yet (`split`); `None` otherwise.
+    released: Option<split::Released>,
 }
 
 impl Engine {
@@ -114,6 +118,7 @@ impl Engine {
             stats_before: Vec::new(),
             external_watermark: false,
             id: Encoded::default(),
+            released: None,
         })
     }
 
@@ -149,7 +154,7 @@ impl Engine {
         let mut joined = std::mem::take(&mut self.joined);
         self.identity.link(ids, &mut joined, &mut self.touch_ids);
         for (account, touch) in joined.drain(..) {
-            self.insert_touch(account, touch);
+            self.insert_touch(account, touch, false);
         }
         self.joined = joined;
 
@@ -166,17 +171,9 @@ impl Engine {
                 let online = channel == crate::event::Channel::Online;
                 let mut touch = Touch::new(time, 0, kind, online, dims);
                 match self.identity.resolve(ids) {
-                    Some(account) if late => {
-                        touch.id = self.touch_ids.push(&self.id);
-                        self.stats_before.clone_from(&self.stats);
-                        self.insert_touch(account, touch);
-                        if self.stats_before != self.stats {
-                            self.counters.late_corrections += 1;
-                        }
-                    }
                     Some(account) => {
                         touch.id = self.touch_ids.push(&self.id);
-                        self.insert_touch(account, touch);
+                        self.insert_touch(account, touch, late);
                     }
                     None => self.identity.wait(touch, ids, &self.id),
                 }
@@ -212,7 +209,24 @@ impl Engine {
         }
     }
 
-    fn insert_touch(&mut self, account: u32, touch: Touch) {
+    /// Places a resolved touch in its account's journeys (in a resolver: hands it on). A late
+    /// one that changes the counters is a late correction (SPEC §4).
+    fn insert_touch(&mut self, account: u32, touch: Touch, late: bool) {
+        if self.release(account, touch, late) {
+            return;
+        }
+        if late {
+            self.stats_before.clone_from(&self.stats);
+            self.place(account, touch);
+            if self.stats_before != self.stats {
+                self.counters.late_corrections += 1;
+            }
+        } else {
+            self.place(account, touch);
+        }
+    }
+
+    fn place(&mut self, account: u32, touch: Touch) {
         let mut cx = Context {
             funnels: &self.funnels,
             touch_ids: &self.touch_ids,
