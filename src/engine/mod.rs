@@ -19,7 +19,7 @@ mod view;
 
 pub use changes::JourneyChange;
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
-pub use split::ResolvedTouch;
+pub use split::{LinkedIds, ResolvedTouch};
 pub use view::{AccountView, FunnelView, JourneyView, StageView, TouchView};
 
 use crate::config::Config;
@@ -151,6 +151,7 @@ impl Engine {
         let late = event.event_type == EventType::Touch && time < self.watermark;
 
         let ids = self.intern_ids(event);
+        self.note_links(event);
         let mut joined = std::mem::take(&mut self.joined);
         self.identity.link(ids, &mut joined, &mut self.touch_ids);
         for (account, touch) in joined.drain(..) {

@@ -9,11 +9,30 @@
 //! one exception: it is a pure function of the funnels configuration, which every instance
 //! must share (a snapshot checks it).
 //!
-//! Each role counts what it owns: the resolver every event counter of the summary, the
-//! journeys engines the funnels; [`Summary::merge`](crate::summary::Summary::merge) adds
-//! them up. The journeys engines follow the resolver's watermark ([`Engine::advance_watermark`]
-//! after every event it applies): a touch is placed against the watermark in force when the
-//! resolver released it, as in one engine.
+//! Resolvers can be several, each owning the event ids that hash to it (so dedup sees every
+//! copy of an event): each keeps the touches waiting in its events, and every one keeps every
+//! link, told by the others in one order ([`Engine::take_links`], [`Engine::apply_links`]),
+//! so that each resolves its waiting touches as one engine would. Across processes that order
+//! is a links topic (docs/durability.md); here it is the order the caller passes them on.
+//!
+//! For the result to equal one engine's, whoever connects them keeps one order per event:
+//! 1. the resolver owning its id applies it ([`Engine::apply`]; resolvers and journeys
+//!    engines all have external watermarks);
+//! 2. every other resolver applies its links ([`Engine::take_links`], [`Engine::apply_links`]);
+//! 3. the touches they released go to the journeys engines owning their accounts, the owning
+//!    resolver's last ([`Engine::take_resolved`], [`Engine::apply_resolved`]): its own touch
+//!    comes after the ones its links released, as in one engine, which decides whether a late
+//!    one corrected anything;
+//! 4. every engine moves to the new watermark, and what that releases is handed on.
+//!
+//! `tests/properties.rs` drives this over random streams with conflicting links and checks the
+//! merged summary against one engine's after every message.
+//!
+//! Each role counts what it owns: the resolvers every event counter of the summary, the
+//! journeys engines the funnels; [`Summary::add`](crate::summary::Summary::add) adds them up.
+//! All follow one watermark, the stream's (SPEC §4), which only the caller moves
+//! ([`Engine::advance_watermark`]): a touch is placed against the watermark in force when it
+//! was released, as in one engine.
 
 use super::Engine;
 use crate::funnel::Touch;
@@ -37,24 +56,88 @@ pub struct ResolvedTouch {
     pub late: bool,
 }
 
-/// Touches a resolver released, in the order one engine would have placed them.
+/// The ids an accepted event carries when it carries two or more, so links between them
+/// (SPEC §2): what a resolver tells every other resolver, which keep the same links.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkedIds {
+    pub account: Option<String>,
+    pub contact: Option<String>,
+    pub anon: Option<String>,
+}
+
+/// What a resolver produced and its caller has not taken yet.
 #[derive(Debug, Default)]
 pub(super) struct Released {
+    /// Touches resolved, in the order one engine would have placed them, with `late`.
     touches: Vec<(u32, Touch, bool)>,
+    links: Vec<LinkedIds>,
 }
 
 impl Engine {
     /// This engine as a resolver: dedup and identity only. Touches it resolves are kept for
-    /// [`Engine::take_resolved`] instead of entering journeys, so its funnels stay empty.
+    /// [`Engine::take_resolved`] instead of entering journeys, so its funnels stay empty. Its
+    /// watermark is the stream's, which the caller moves.
     pub fn into_resolver(mut self) -> Engine {
         self.released = Some(Released::default());
-        self
+        self.with_external_watermark()
     }
 
     /// This engine as a journeys engine: it is fed [`Engine::apply_resolved`] and follows the
     /// resolver's watermark, which only [`Engine::advance_watermark`] moves.
     pub fn into_journeys(self) -> Engine {
         self.with_external_watermark()
+    }
+
+    /// In a resolver, notes the ids of an accepted event that links them.
+    pub(super) fn note_links(&mut self, event: &crate::event::Event<'_>) {
+        let Some(released) = &mut self.released else {
+            return;
+        };
+        let ids = [&event.account_id, &event.contact_id, &event.anonymous_id];
+        if ids.iter().filter(|id| id.is_some()).count() >= 2 {
+            released.links.push(LinkedIds {
+                account: event.account_id.as_deref().map(str::to_string),
+                contact: event.contact_id.as_deref().map(str::to_string),
+                anon: event.anonymous_id.as_deref().map(str::to_string),
+            });
+        }
+    }
+
+    /// The linking ids of the events this resolver accepted since the last call, in order.
+    pub fn take_links(&mut self) -> Vec<LinkedIds> {
+        self.released
+            .as_mut()
+            .map(|r| std::mem::take(&mut r.links))
+            .unwrap_or_default()
+    }
+
+    /// Records links another resolver's event carried, as that resolver did: every resolver
+    /// keeps every link, in one order, so each resolves its own waiting touches as one engine
+    /// would. A conflict is counted by the resolver that accepted the event, not here.
+    pub fn apply_links(&mut self, linked: &LinkedIds) {
+        let arena = &mut self.arena;
+        let ids = super::identity::Ids {
+            account: linked
+                .account
+                .as_deref()
+                .map(|a| self.accounts.intern(arena, a.as_bytes())),
+            contact: linked
+                .contact
+                .as_deref()
+                .map(|c| self.identity.contact(arena, c.as_bytes())),
+            anon: linked
+                .anon
+                .as_deref()
+                .map(|a| self.identity.anon(arena, a.as_bytes())),
+        };
+        let conflicts = self.identity.conflicts;
+        let mut joined = std::mem::take(&mut self.joined);
+        self.identity.link(ids, &mut joined, &mut self.touch_ids);
+        for (account, touch) in joined.drain(..) {
+            self.insert_touch(account, touch, false);
+        }
+        self.joined = joined;
+        self.identity.conflicts = conflicts;
     }
 
     /// Where [`Engine::insert_touch`] goes in a resolver; `false` in any other role.
