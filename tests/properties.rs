@@ -11,7 +11,7 @@ use common::*;
 use proptest::prelude::*;
 use serde_json::json;
 use spiral::config::Config;
-use spiral::engine::{Applied, Engine};
+use spiral::engine::{Applied, Engine, LinkedIds, ResolvedTouch};
 use spiral::event::Decoder;
 use spiral::replay::{self, ReplayOptions, Replayer};
 use spiral::summary::Summary;
@@ -222,7 +222,9 @@ impl Split {
         let mut order: Vec<usize> = (0..self.resolvers.len()).filter(|&r| r != owner).collect();
         for &r in &order {
             for linked in &links {
-                self.resolvers[r].apply_links(linked);
+                let mut record = Vec::new();
+                linked.encode(&mut record);
+                self.resolvers[r].apply_links(&LinkedIds::decode(&record).unwrap());
             }
         }
         // The event's own touch comes after every touch its links released, as in one engine.
@@ -254,7 +256,11 @@ impl Split {
         for &r in resolvers {
             for touch in self.resolvers[r].take_resolved() {
                 let owner = shard_of(touch.account.as_bytes(), self.journeys.len());
-                self.journeys[owner].apply_resolved(&touch);
+                // Through the record that carries it between processes.
+                let mut record = Vec::new();
+                touch.encode(&mut record);
+                let touch = ResolvedTouch::decode(&record).unwrap();
+                self.journeys[owner].apply_resolved(&touch).unwrap();
             }
         }
     }

@@ -153,11 +153,6 @@ impl EventIds {
         self.push_encoded(id.as_bytes())
     }
 
-    /// Stores an id already in stored form ([`EventIds::encoded`] of another store).
-    pub fn push_stored(&mut self, encoded: &[u8]) -> StrRef {
-        self.push_encoded(encoded)
-    }
-
     fn push_encoded(&mut self, encoded: &[u8]) -> StrRef {
         let Ok(at) = StrRef::try_from(self.bytes.len()) else {
             // Four GiB of ids is far past the memory this engine is sized for; stopping

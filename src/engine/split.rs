@@ -35,16 +35,19 @@
 //! was released, as in one engine.
 
 use super::Engine;
+use crate::codec::{Reader, Writer};
+use crate::event::MAX_ID_BYTES;
 use crate::funnel::Touch;
 use crate::time::Millis;
+
+/// First byte of every record, so that a later format is told apart.
+const RECORD_FORMAT: u8 = 1;
 
 /// A touch whose account is known, as the resolver hands it on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolvedTouch {
     pub account: String,
-    /// The event id in its stored encoding (equal ids, equal bytes; ties in time are ordered
-    /// by it, so both sides must store the same bytes).
-    pub event_id: Vec<u8>,
+    pub event_id: String,
     pub time: Millis,
     /// Touchpoint kind × explicit stage in the numbering of the shared funnels configuration.
     pub kind: u16,
@@ -63,6 +66,105 @@ pub struct LinkedIds {
     pub account: Option<String>,
     pub contact: Option<String>,
     pub anon: Option<String>,
+}
+
+impl ResolvedTouch {
+    /// The record that carries it between processes: the snapshot codec, values only.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        w.u8(RECORD_FORMAT);
+        w.bytes(self.account.as_bytes());
+        w.bytes(self.event_id.as_bytes());
+        w.i64(self.time);
+        w.u16(self.kind);
+        w.u8(u8::from(self.online) | u8::from(self.late) << 1);
+        w.len(self.labels.len());
+        for label in &self.labels {
+            w.bytes(label.as_bytes());
+        }
+    }
+
+    /// Reads what [`ResolvedTouch::encode`] wrote; anything else is an error, never a panic.
+    pub fn decode(bytes: &[u8]) -> Result<ResolvedTouch, String> {
+        let mut r = Reader::new(bytes);
+        r.section("resolved touch");
+        let touch = (|| {
+            format(&mut r)?;
+            let account = text(&mut r)?;
+            let event_id = text(&mut r)?;
+            let time = r.i64()?;
+            let kind = r.u16()?;
+            let flags = r.u8()?;
+            if flags > 3 {
+                return Err(r.corrupt(format_args!("flags {flags}")));
+            }
+            let labels = (0..r.len(8)?)
+                .map(|_| text(&mut r))
+                .collect::<Result<_, _>>()?;
+            r.finish()?;
+            Ok(ResolvedTouch {
+                account,
+                event_id,
+                time,
+                kind,
+                online: flags & 1 != 0,
+                labels,
+                late: flags & 2 != 0,
+            })
+        })();
+        touch.map_err(|e| e.to_string())
+    }
+}
+
+impl LinkedIds {
+    /// The record that carries them between processes.
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let mut w = Writer::new(out);
+        w.u8(RECORD_FORMAT);
+        for id in [&self.account, &self.contact, &self.anon] {
+            w.bool(id.is_some());
+            w.bytes(id.as_deref().unwrap_or_default().as_bytes());
+        }
+    }
+
+    /// Reads what [`LinkedIds::encode`] wrote; anything else is an error, never a panic.
+    pub fn decode(bytes: &[u8]) -> Result<LinkedIds, String> {
+        let mut r = Reader::new(bytes);
+        r.section("linked ids");
+        let linked = (|| {
+            format(&mut r)?;
+            let mut ids = [None, None, None];
+            for id in &mut ids {
+                let present = r.bool()?;
+                let value = text(&mut r)?;
+                *id = present.then_some(value);
+            }
+            r.finish()?;
+            let [account, contact, anon] = ids;
+            Ok(LinkedIds {
+                account,
+                contact,
+                anon,
+            })
+        })();
+        linked.map_err(|e: super::SnapshotError| e.to_string())
+    }
+}
+
+fn format(r: &mut Reader<'_>) -> Result<(), super::SnapshotError> {
+    match r.u8()? {
+        RECORD_FORMAT => Ok(()),
+        other => Err(r.corrupt(format_args!(
+            "record format {other}, this build reads {RECORD_FORMAT}"
+        ))),
+    }
+}
+
+fn text(r: &mut Reader<'_>) -> Result<String, super::SnapshotError> {
+    let bytes = r.bytes()?;
+    std::str::from_utf8(bytes)
+        .map(str::to_string)
+        .map_err(|_| r.corrupt("text that is not UTF-8"))
 }
 
 /// What a resolver produced and its caller has not taken yet.
@@ -162,7 +264,7 @@ impl Engine {
             .drain(..)
             .map(|(account, touch, late)| ResolvedTouch {
                 account: self.accounts.name(&self.arena, account).to_string(),
-                event_id: self.touch_ids.encoded(touch.id).to_vec(),
+                event_id: self.touch_ids.get_string(touch.id),
                 time: touch.time,
                 kind: touch.kind,
                 online: touch.flags & Touch::ONLINE != 0,
@@ -180,14 +282,155 @@ impl Engine {
         out
     }
 
-    /// Places a touch a resolver released (a journeys engine's only input).
-    pub fn apply_resolved(&mut self, resolved: &ResolvedTouch) {
+    /// Places a touch a resolver released (a journeys engine's only input). One whose kind or
+    /// labels this engine cannot read came from an engine with other funnels or dimensions,
+    /// and is refused.
+    pub fn apply_resolved(&mut self, resolved: &ResolvedTouch) -> Result<(), String> {
+        if usize::from(resolved.kind) >= self.funnels.kinds() {
+            return Err(format!(
+                "touch {:?} has kind {}, these funnels have {} kinds: the resolver runs \
+                 with other funnels",
+                resolved.event_id,
+                resolved.kind,
+                self.funnels.kinds()
+            ));
+        }
+        if resolved.event_id.is_empty() || resolved.event_id.len() > MAX_ID_BYTES {
+            return Err(format!(
+                "touch event id of {} bytes: ids have 1 to {MAX_ID_BYTES} (SPEC §1)",
+                resolved.event_id.len()
+            ));
+        }
+        if resolved.labels.len() != self.dims.dimensions().len() {
+            return Err(format!(
+                "touch {:?} has {} breakdown labels, this engine has {} dimensions: the \
+                 resolver runs with other [metrics] dimensions",
+                resolved.event_id,
+                resolved.labels.len(),
+                self.dims.dimensions().len()
+            ));
+        }
         let account = self
             .accounts
             .intern(&mut self.arena, resolved.account.as_bytes());
-        let id = self.touch_ids.push_stored(&resolved.event_id);
+        self.id.set(resolved.event_id.as_bytes());
+        let id = self.touch_ids.push(&self.id);
         let dims = self.dims.code_labels(&resolved.labels);
         let touch = Touch::new(resolved.time, id, resolved.kind, resolved.online, dims);
         self.insert_touch(account, touch, resolved.late);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop::string::string_regex("[a-z0-9é-]{0,12}").unwrap()
+    }
+
+    fn resolved() -> impl Strategy<Value = ResolvedTouch> {
+        (
+            text(),
+            text(),
+            any::<i64>(),
+            any::<u16>(),
+            any::<bool>(),
+            prop::collection::vec(text(), 0..4),
+            any::<bool>(),
+        )
+            .prop_map(|(account, event_id, time, kind, online, labels, late)| {
+                ResolvedTouch {
+                    account,
+                    event_id,
+                    time,
+                    kind,
+                    online,
+                    labels,
+                    late,
+                }
+            })
+    }
+
+    fn linked() -> impl Strategy<Value = LinkedIds> {
+        (
+            prop::option::of(text()),
+            prop::option::of(text()),
+            prop::option::of(text()),
+        )
+            .prop_map(|(account, contact, anon)| LinkedIds {
+                account,
+                contact,
+                anon,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn records_read_back_what_was_written_and_refuse_any_cut(touch in resolved(), ids in linked()) {
+            let mut bytes = Vec::new();
+            touch.encode(&mut bytes);
+            prop_assert_eq!(ResolvedTouch::decode(&bytes), Ok(touch));
+            for cut in 0..bytes.len() {
+                prop_assert!(ResolvedTouch::decode(&bytes[..cut]).is_err());
+            }
+            let mut bytes = Vec::new();
+            ids.encode(&mut bytes);
+            prop_assert_eq!(LinkedIds::decode(&bytes), Ok(ids));
+            for cut in 0..bytes.len() {
+                prop_assert!(LinkedIds::decode(&bytes[..cut]).is_err());
+            }
+        }
+
+        #[test]
+        fn random_bytes_are_an_error_never_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..80)) {
+            let _ = ResolvedTouch::decode(&bytes);
+            let _ = LinkedIds::decode(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_touch_from_other_funnels_or_dimensions_is_refused() {
+        let mut engine =
+            super::super::tests::engine_with(super::super::tests::CONFIG).into_journeys();
+        let good = ResolvedTouch {
+            account: "a".into(),
+            event_id: "e1".into(),
+            time: 0,
+            kind: 0,
+            online: true,
+            labels: Vec::new(),
+            late: false,
+        };
+        assert_eq!(engine.apply_resolved(&good), Ok(()));
+        let kind = ResolvedTouch {
+            kind: u16::MAX,
+            ..good.clone()
+        };
+        assert!(
+            engine
+                .apply_resolved(&kind)
+                .unwrap_err()
+                .contains("other funnels")
+        );
+        let labels = ResolvedTouch {
+            labels: vec!["x".into()],
+            ..good.clone()
+        };
+        assert!(
+            engine
+                .apply_resolved(&labels)
+                .unwrap_err()
+                .contains("dimensions")
+        );
+        let id = ResolvedTouch {
+            event_id: "x".repeat(300),
+            ..good.clone()
+        };
+        assert!(engine.apply_resolved(&id).unwrap_err().contains("SPEC §1"));
+        // Nothing of the refused ones went in.
+        assert_eq!(engine.state_sizes().touches, 1);
     }
 }
