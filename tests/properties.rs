@@ -265,6 +265,15 @@ impl Split {
         }
     }
 
+    /// Every engine checkpointed and restored in its role, as a restart does.
+    fn restart(&mut self, config: &Config) {
+        for engine in self.resolvers.iter_mut().chain(&mut self.journeys) {
+            let mut bytes = Vec::new();
+            engine.snapshot(&mut bytes);
+            *engine = Engine::restore(config, &bytes).unwrap();
+        }
+    }
+
     fn summary(&self) -> Summary {
         let mut summary = self.journeys[0].summary();
         for engine in self.resolvers.iter().chain(&self.journeys[1..]) {
@@ -424,7 +433,7 @@ proptest! {
     }
 
     #[test]
-    fn an_engine_split_by_event_id_and_by_account_adds_up_to_one_engine(specs in prop::collection::vec(spec(), 1..80), seed in any::<u64>(), resolvers in 1..4usize, journeys in 1..4usize, long_journey in 1..6usize, liars in prop::collection::vec((0..4usize, 0..4usize, 0..90i64), 0..4)) {
+    fn an_engine_split_by_event_id_and_by_account_adds_up_to_one_engine(specs in prop::collection::vec(spec(), 1..80), seed in any::<u64>(), resolvers in 1..4usize, journeys in 1..4usize, long_journey in 1..6usize, liars in prop::collection::vec((0..4usize, 0..4usize, 0..90i64), 0..4), cut in any::<prop::sample::Index>()) {
         let config = format!("{HASTY}{FUNNELS}\n[metrics]\ndimensions = [\"campaign\"]\ntop_n = 2\n");
         let config = Config::parse(&config, "t").unwrap();
         let mut msgs = messages(&specs);
@@ -440,7 +449,11 @@ proptest! {
         engine.set_long_journey(long_journey);
         let mut whole = Replayer::with_engine(engine, &config, std::io::sink());
         let mut split = Split::new(&config, resolvers, journeys, long_journey);
+        let restart_at = cut.index(msgs.len() + 1);
         for (i, m) in msgs.iter().enumerate() {
+            if i == restart_at {
+                split.restart(&config);
+            }
             whole.message(m.as_bytes(), "t", i as u64).unwrap();
             split.message(m.as_bytes());
             // At every moment, not only at the end: outcomes decided at the same watermark.

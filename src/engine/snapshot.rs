@@ -127,6 +127,10 @@ impl Counters {
     }
 }
 
+/// The role byte of a resolver (`split`); 0 and 1 are whole engines with their own or an
+/// external watermark (journeys engines have an external one).
+const ROLE_RESOLVER: u8 = 2;
+
 impl Engine {
     /// Appends a snapshot of the whole state to `out` (see the module doc).
     pub fn snapshot(&self, out: &mut Vec<u8>) {
@@ -138,7 +142,19 @@ impl Engine {
         w.bool(self.newest.is_some());
         w.i64(self.newest.unwrap_or_default());
         w.i64(self.watermark);
-        w.bool(self.external_watermark);
+        // The role, in what was a bool: 0 and 1 read as before, and a build that knows no
+        // resolvers refuses one rather than run it as a whole engine.
+        let role = match (&self.released, self.external_watermark) {
+            (Some(released), _) => {
+                debug_assert!(
+                    released.is_empty(),
+                    "a resolver is drained before a snapshot"
+                );
+                ROLE_RESOLVER
+            }
+            (None, external) => u8::from(external),
+        };
+        w.u8(role);
         self.arena.save(&mut w);
         self.touch_ids.save(&mut w);
         self.dims.save(&mut w);
@@ -173,7 +189,12 @@ impl Engine {
         let newest = r.i64()?;
         engine.newest = has_newest.then_some(newest);
         engine.watermark = r.i64()?;
-        engine.external_watermark = r.bool()?;
+        match r.u8()? {
+            0 => {}
+            1 => engine.external_watermark = true,
+            ROLE_RESOLVER => engine = engine.into_resolver(),
+            other => return Err(r.corrupt(format_args!("engine role {other}"))),
+        }
         engine.arena = StrArena::load(&mut r)?;
         r.section("touch ids");
         engine.touch_ids = EventIds::load(&mut r)?;

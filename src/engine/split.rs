@@ -175,6 +175,12 @@ pub(super) struct Released {
     links: Vec<LinkedIds>,
 }
 
+impl Released {
+    pub(super) fn is_empty(&self) -> bool {
+        self.touches.is_empty() && self.links.is_empty()
+    }
+}
+
 impl Engine {
     /// This engine as a resolver: dedup and identity only. Touches it resolves are kept for
     /// [`Engine::take_resolved`] instead of entering journeys, so its funnels stay empty. Its
@@ -254,7 +260,8 @@ impl Engine {
     }
 
     /// The touches resolved since the last call, as values, in the order they were resolved.
-    /// A resolver's caller takes them after every event it applies and every watermark move.
+    /// A resolver's caller takes them (and [`Engine::take_links`]) after every event it
+    /// applies and every watermark move, and before a snapshot, which does not hold them.
     pub fn take_resolved(&mut self) -> Vec<ResolvedTouch> {
         let Some(released) = &mut self.released else {
             return Vec::new();
