@@ -57,8 +57,12 @@ pub const FETCH_WAIT_MS: &str = "10";
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 /// How many free ports [`Broker::start`] tries before giving up.
 const START_ATTEMPTS: usize = 5;
-/// Upper bound for any single wait on the broker (delivery, reading to the end, admin calls).
+/// Upper bound for any single wait on the broker (reading to the end, admin calls).
 const OP_TIMEOUT: Duration = Duration::from_secs(60);
+/// Upper bound for delivering what one call produces: Tansu on SQLite just after a restart,
+/// with `spiral run` reading beside it on two busy cores, once took more than a minute for
+/// 30 000 messages (CI, session 7).
+const DELIVERY_TIMEOUT: Duration = Duration::from_secs(240);
 
 /// The `tansu` binary: `$TANSU`, then `PATH`, then `~/.cargo/bin/tansu`. Panics with what to
 /// run when none is there.
@@ -397,7 +401,10 @@ impl Broker {
         P: AsRef<[u8]>,
     {
         let mut config = self.client_config();
-        config.set("acks", "all").set("message.timeout.ms", "60000");
+        config.set("acks", "all").set(
+            "message.timeout.ms",
+            DELIVERY_TIMEOUT.as_millis().to_string(),
+        );
         for (k, v) in settings {
             config.set(*k, *v);
         }
@@ -427,7 +434,7 @@ impl Broker {
             }
         }
         producer
-            .flush(OP_TIMEOUT)
+            .flush(DELIVERY_TIMEOUT)
             .unwrap_or_else(|e| panic!("flush to {topic}: {e}"));
         producer.context().check(topic);
         let delivered = producer.context().delivered.load(Ordering::Relaxed);
