@@ -433,7 +433,7 @@ proptest! {
     }
 
     #[test]
-    fn an_engine_split_by_event_id_and_by_account_adds_up_to_one_engine(specs in prop::collection::vec(spec(), 1..80), seed in any::<u64>(), resolvers in 1..4usize, journeys in 1..4usize, long_journey in 1..6usize, liars in prop::collection::vec((0..4usize, 0..4usize, 0..90i64), 0..4), cut in any::<prop::sample::Index>()) {
+    fn an_engine_split_by_event_id_and_by_account_adds_up_to_one_engine(specs in prop::collection::vec(spec(), 1..80), seed in any::<u64>(), resolvers in 1..4usize, journeys in 1..4usize, long_journey in 1..6usize, liars in prop::collection::vec((0..4usize, 0..4usize, 0..90i64), 0..4), cut in any::<prop::sample::Index>(), copies in prop::collection::vec(any::<prop::sample::Index>(), 0..6)) {
         let config = format!("{HASTY}{FUNNELS}\n[metrics]\ndimensions = [\"campaign\"]\ntop_n = 2\n");
         let config = Config::parse(&config, "t").unwrap();
         let mut msgs = messages(&specs);
@@ -442,6 +442,10 @@ proptest! {
             let (id, other) = if k % 2 == 0 { ("contact_id", format!("c{a}")) } else { ("anonymous_id", format!("x{a}")) };
             msgs.push(json!({"event_id": format!("liar{k}"), "type": "identify", "occurred_at": T0 + day * DAY,
                 id: other, "account_id": format!("acct{b}")}).to_string());
+        }
+        // Retried messages: every copy meets the first in the resolver owning its id.
+        for copy in &copies {
+            msgs.push(msgs[copy.index(msgs.len())].clone());
         }
         let mut msgs = shuffled(&msgs, seed);
         msgs.insert(seed as usize % (msgs.len() + 1), "not json".to_string());
