@@ -151,13 +151,12 @@ impl Engine {
         let late = event.event_type == EventType::Touch && time < self.watermark;
 
         let ids = self.intern_ids(event);
-        self.note_links(event);
-        let mut joined = std::mem::take(&mut self.joined);
-        self.identity.link(ids, &mut joined, &mut self.touch_ids);
-        for (account, touch) in joined.drain(..) {
-            self.insert_touch(account, touch, false);
+        // A resolver that learns links from a log only notes them here (`split`). Its own
+        // touch loses nothing by that: an event's new links never resolve its own touch
+        // further than its ids and the links known before it do.
+        if !self.note_links(event) {
+            self.link(ids, true);
         }
-        self.joined = joined;
 
         match event.event_type {
             EventType::Identify => self.counters.identify += 1,
@@ -190,6 +189,21 @@ impl Engine {
         // `pending_ttl` is given up at once, whether or not the watermark moved.
         self.identity.expire(self.watermark);
         Applied::Accepted { late }
+    }
+
+    /// Records the links between `ids` and places every waiting touch they release.
+    /// `count_conflicts` is false where another engine counts them (`split`).
+    fn link(&mut self, ids: Ids, count_conflicts: bool) {
+        let conflicts = self.identity.conflicts;
+        let mut joined = std::mem::take(&mut self.joined);
+        self.identity.link(ids, &mut joined, &mut self.touch_ids);
+        for (account, touch) in joined.drain(..) {
+            self.insert_touch(account, touch, false);
+        }
+        self.joined = joined;
+        if !count_conflicts {
+            self.identity.conflicts = conflicts;
+        }
     }
 
     fn intern_ids(&mut self, event: &Event<'_>) -> Ids {

@@ -127,9 +127,10 @@ impl Counters {
     }
 }
 
-/// The role byte of a resolver (`split`); 0 and 1 are whole engines with their own or an
+/// The role bytes of resolvers (`split`); 0 and 1 are whole engines with their own or an
 /// external watermark (journeys engines have an external one).
 const ROLE_RESOLVER: u8 = 2;
+const ROLE_LOG_RESOLVER: u8 = 3;
 
 impl Engine {
     /// Appends a snapshot of the whole state to `out` (see the module doc).
@@ -150,7 +151,11 @@ impl Engine {
                     released.is_empty(),
                     "a resolver is drained before a snapshot"
                 );
-                ROLE_RESOLVER
+                if released.by_log() {
+                    ROLE_LOG_RESOLVER
+                } else {
+                    ROLE_RESOLVER
+                }
             }
             (None, external) => u8::from(external),
         };
@@ -193,6 +198,7 @@ impl Engine {
             0 => {}
             1 => engine.external_watermark = true,
             ROLE_RESOLVER => engine = engine.into_resolver(),
+            ROLE_LOG_RESOLVER => engine = engine.into_log_resolver(),
             other => return Err(r.corrupt(format_args!("engine role {other}"))),
         }
         engine.arena = StrArena::load(&mut r)?;

@@ -13,7 +13,13 @@
 //! copy of an event): each keeps the touches waiting in its events, and every one keeps every
 //! link, told by the others in one order ([`Engine::take_links`], [`Engine::apply_links`]),
 //! so that each resolves its waiting touches as one engine would. Across processes that order
-//! is a links topic (docs/durability.md); here it is the order the caller passes them on.
+//! is a links topic (docs/durability.md): a *log resolver* ([`Engine::into_log_resolver`])
+//! learns every link, its own too, only by reading that log, possibly behind its end, and
+//! counts a conflict when its own record comes back behind a contradicting one. Nothing
+//! else is lost by the delay: an event's new links never resolve its own touch further than
+//! its ids and the links known before it do. What the delay can change is what arrival order
+//! may change (SPEC §4): `late`, expiry, and where links of different kinds contradict each
+//! other, which one a waiting touch meets first.
 //!
 //! For the result to equal one engine's, whoever connects them keeps one order per event:
 //! 1. the resolver owning its id applies it ([`Engine::apply`]; resolvers and journeys
@@ -173,11 +179,17 @@ pub(super) struct Released {
     /// Touches resolved, in the order one engine would have placed them, with `late`.
     touches: Vec<(u32, Touch, bool)>,
     links: Vec<LinkedIds>,
+    /// Links come from the log only, own ones included ([`Engine::into_log_resolver`]).
+    by_log: bool,
 }
 
 impl Released {
     pub(super) fn is_empty(&self) -> bool {
         self.touches.is_empty() && self.links.is_empty()
+    }
+
+    pub(super) fn by_log(&self) -> bool {
+        self.by_log
     }
 }
 
@@ -196,10 +208,23 @@ impl Engine {
         self.with_external_watermark()
     }
 
-    /// In a resolver, notes the ids of an accepted event that links them.
-    pub(super) fn note_links(&mut self, event: &crate::event::Event<'_>) {
+    /// This engine as a resolver that learns every link, its own included, only from the
+    /// links log ([`Engine::apply_links`]), as resolvers in several processes do: the caller
+    /// appends what [`Engine::take_links`] gives to the log, and feeds the log back to every
+    /// resolver in its order.
+    pub fn into_log_resolver(self) -> Engine {
+        let mut engine = self.into_resolver();
+        if let Some(released) = &mut engine.released {
+            released.by_log = true;
+        }
+        engine
+    }
+
+    /// In a resolver, notes the ids of an accepted event that links them. Whether the links
+    /// are left to the log (a log resolver) rather than recorded at once.
+    pub(super) fn note_links(&mut self, event: &crate::event::Event<'_>) -> bool {
         let Some(released) = &mut self.released else {
-            return;
+            return false;
         };
         let ids = [&event.account_id, &event.contact_id, &event.anonymous_id];
         if ids.iter().filter(|id| id.is_some()).count() >= 2 {
@@ -209,6 +234,7 @@ impl Engine {
                 anon: event.anonymous_id.as_deref().map(str::to_string),
             });
         }
+        released.by_log
     }
 
     /// The linking ids of the events this resolver accepted since the last call, in order.
@@ -219,10 +245,11 @@ impl Engine {
             .unwrap_or_default()
     }
 
-    /// Records links another resolver's event carried, as that resolver did: every resolver
-    /// keeps every link, in one order, so each resolves its own waiting touches as one engine
-    /// would. A conflict is counted by the resolver that accepted the event, not here.
-    pub fn apply_links(&mut self, linked: &LinkedIds) {
+    /// Records links an event carried: every resolver keeps every link, in one order, so each
+    /// resolves its own waiting touches as one engine would. `own` when this resolver accepted
+    /// the event. A conflict is counted once, by that resolver: when it accepts the event, or
+    /// in a log resolver when its own record comes back from the log.
+    pub fn apply_links(&mut self, linked: &LinkedIds, own: bool) {
         let arena = &mut self.arena;
         let ids = super::identity::Ids {
             account: linked
@@ -238,14 +265,7 @@ impl Engine {
                 .as_deref()
                 .map(|a| self.identity.anon(arena, a.as_bytes())),
         };
-        let conflicts = self.identity.conflicts;
-        let mut joined = std::mem::take(&mut self.joined);
-        self.identity.link(ids, &mut joined, &mut self.touch_ids);
-        for (account, touch) in joined.drain(..) {
-            self.insert_touch(account, touch, false);
-        }
-        self.joined = joined;
-        self.identity.conflicts = conflicts;
+        self.link(ids, own && self.released.as_ref().is_some_and(|r| r.by_log));
     }
 
     /// Where [`Engine::insert_touch`] goes in a resolver; `false` in any other role.
