@@ -379,6 +379,24 @@ fn add_liars(msgs: &mut Vec<String>, liars: &[(usize, usize, i64)]) {
     }
 }
 
+/// The messages of `specs` with contradicting links, retried copies (every copy meets the
+/// first in the resolver owning its id) and a broken line, shuffled.
+fn stream(
+    specs: &[Spec],
+    liars: &[(usize, usize, i64)],
+    copies: &[prop::sample::Index],
+    seed: u64,
+) -> Vec<String> {
+    let mut msgs = messages(specs);
+    add_liars(&mut msgs, liars);
+    for copy in copies {
+        msgs.push(msgs[copy.index(msgs.len())].clone());
+    }
+    let mut msgs = shuffled(&msgs, seed);
+    msgs.insert(seed as usize % (msgs.len() + 1), "not json".to_string());
+    msgs
+}
+
 fn without_late(mut s: Summary) -> Summary {
     s.events.late = 0;
     s
@@ -505,14 +523,7 @@ proptest! {
         let dims = if with_dims { "\n[metrics]\ndimensions = [\"campaign\"]\ntop_n = 2\n" } else { "" };
         let config = format!("{HASTY}{FUNNELS}{dims}");
         let config = Config::parse(&config, "t").unwrap();
-        let mut msgs = messages(&specs);
-        add_liars(&mut msgs, &liars);
-        // Retried messages: every copy meets the first in the resolver owning its id.
-        for copy in &copies {
-            msgs.push(msgs[copy.index(msgs.len())].clone());
-        }
-        let mut msgs = shuffled(&msgs, seed);
-        msgs.insert(seed as usize % (msgs.len() + 1), "not json".to_string());
+        let msgs = stream(&specs, &liars, &copies, seed);
         let mut engine = Engine::new(&config).unwrap();
         engine.set_long_journey(long_journey);
         let mut whole = Replayer::with_engine(engine, &config, std::io::sink());
@@ -549,15 +560,9 @@ proptest! {
         // decide can differ (SPEC §4): `late`, and expiry, which patient limits rule out.
         let config = format!("{PATIENT}{FUNNELS}\n[metrics]\ndimensions = [\"campaign\"]\ntop_n = 2\n");
         let config = Config::parse(&config, "t").unwrap();
-        let mut msgs = messages(&specs);
         // The log keeps the order links were accepted in, so the first link of each kind is
         // one engine's, and so are conflicts.
-        add_liars(&mut msgs, &liars);
-        for copy in &copies {
-            msgs.push(msgs[copy.index(msgs.len())].clone());
-        }
-        let mut msgs = shuffled(&msgs, seed);
-        msgs.insert(seed as usize % (msgs.len() + 1), "not json".to_string());
+        let msgs = stream(&specs, &liars, &copies, seed);
         let mut whole = Replayer::with_engine(Engine::new(&config).unwrap(), &config, std::io::sink());
         let mut split = Split::new(&config, resolvers, journeys, 64).with_log(&config, lags);
         let restart_at = cut.index(msgs.len() + 1);

@@ -207,20 +207,20 @@ impl Engine {
     }
 
     fn intern_ids(&mut self, event: &Event<'_>) -> Ids {
+        self.intern(
+            event.account_id.as_deref(),
+            event.contact_id.as_deref(),
+            event.anonymous_id.as_deref(),
+        )
+    }
+
+    /// Account index, contact node and anonymous node of these ids, made if new.
+    fn intern(&mut self, account: Option<&str>, contact: Option<&str>, anon: Option<&str>) -> Ids {
         let arena = &mut self.arena;
         Ids {
-            account: event
-                .account_id
-                .as_deref()
-                .map(|a| self.accounts.intern(arena, a.as_bytes())),
-            contact: event
-                .contact_id
-                .as_deref()
-                .map(|c| self.identity.contact(arena, c.as_bytes())),
-            anon: event
-                .anonymous_id
-                .as_deref()
-                .map(|a| self.identity.anon(arena, a.as_bytes())),
+            account: account.map(|a| self.accounts.intern(arena, a.as_bytes())),
+            contact: contact.map(|c| self.identity.contact(arena, c.as_bytes())),
+            anon: anon.map(|a| self.identity.anon(arena, a.as_bytes())),
         }
     }
 

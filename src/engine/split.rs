@@ -250,21 +250,11 @@ impl Engine {
     /// the event. A conflict is counted once, by that resolver: when it accepts the event, or
     /// in a log resolver when its own record comes back from the log.
     pub fn apply_links(&mut self, linked: &LinkedIds, own: bool) {
-        let arena = &mut self.arena;
-        let ids = super::identity::Ids {
-            account: linked
-                .account
-                .as_deref()
-                .map(|a| self.accounts.intern(arena, a.as_bytes())),
-            contact: linked
-                .contact
-                .as_deref()
-                .map(|c| self.identity.contact(arena, c.as_bytes())),
-            anon: linked
-                .anon
-                .as_deref()
-                .map(|a| self.identity.anon(arena, a.as_bytes())),
-        };
+        let ids = self.intern(
+            linked.account.as_deref(),
+            linked.contact.as_deref(),
+            linked.anon.as_deref(),
+        );
         self.link(ids, own && self.released.as_ref().is_some_and(|r| r.by_log));
     }
 
