@@ -203,6 +203,11 @@ impl EventIds {
         self.bytes.len()
     }
 
+    /// Forgets every entry, keeping the memory for the next ones.
+    pub fn clear(&mut self) {
+        self.bytes.clear();
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.bytes.capacity()
     }

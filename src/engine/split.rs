@@ -295,7 +295,7 @@ impl Engine {
             })
             .collect();
         // Nothing else points into a resolver's touch ids: its accounts hold no touches.
-        self.touch_ids = super::event_ids::EventIds::default();
+        self.touch_ids.clear();
         out
     }
 
