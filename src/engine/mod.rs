@@ -16,6 +16,7 @@ mod split;
 pub mod store;
 mod timers;
 mod view;
+pub mod watermark;
 
 pub use changes::JourneyChange;
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};

@@ -168,21 +168,11 @@ impl Partitions {
     /// The event time the watermark may follow (before `allowed_lateness` is taken off), or
     /// `None` while some active partition has no accepted event yet.
     pub fn event_time(&self, now: Instant) -> Option<Millis> {
-        let mut slowest: Option<Millis> = None;
-        let mut any_active = false;
-        for part in self.parts.values() {
-            if self.idle(part, now) {
-                continue;
-            }
-            any_active = true;
-            let newest = part.newest?;
-            slowest = Some(slowest.map_or(newest, |s| s.min(newest)));
-        }
-        if any_active {
-            slowest
-        } else {
-            self.parts.values().filter_map(|p| p.newest).max()
-        }
+        crate::engine::watermark::event_time(
+            self.parts
+                .values()
+                .map(|part| (part.newest, self.idle(part, now))),
+        )
     }
 
     pub fn status(&self, now: Instant) -> Vec<PartitionStatus> {
