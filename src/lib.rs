@@ -10,6 +10,7 @@
 //! - [`replay`]: JSON Lines files through the engine, with the rejected-lines output (SPEC §8).
 //! - [`report`]: the human funnel table printed after a replay.
 //! - [`generate`]: seeded synthetic B2B traffic for demos, tests and benches.
+//! - [`topology`]: scale-out's stages over Spiral's internal topics, as pure state machines.
 //! - [`codec`]: the little-endian reader and writer of engine snapshots.
 
 pub mod checkpoint;
@@ -26,3 +27,4 @@ pub mod report;
 pub mod service;
 pub mod summary;
 pub mod time;
+pub mod topology;

@@ -202,6 +202,17 @@ impl Engine {
         self.with_external_watermark()
     }
 
+    /// In the resolver role, links set at once (not a log resolver): what stage B restores.
+    pub fn is_resolver(&self) -> bool {
+        self.released.as_ref().is_some_and(|r| !r.by_log)
+    }
+
+    /// Fed from outside in both watermark and touches, and not a resolver: what stage C
+    /// restores.
+    pub fn is_journeys(&self) -> bool {
+        self.external_watermark && self.released.is_none()
+    }
+
     /// This engine as a journeys engine: it is fed [`Engine::apply_resolved`] and follows the
     /// resolver's watermark, which only [`Engine::advance_watermark`] moves.
     pub fn into_journeys(self) -> Engine {

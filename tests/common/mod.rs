@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod bi;
+pub mod streams;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
