@@ -163,7 +163,10 @@ impl Topology {
         let partitions = self.journeys.len() as u32;
         self.undelivered.clear();
         (self.resolve, self.resolve_at) = match &self.resolve_checkpoint {
-            Some((state, at)) => (Resolve::restore(&self.config, partitions, state).unwrap(), *at),
+            Some((state, at)) => (
+                Resolve::restore(&self.config, partitions, state).unwrap(),
+                *at,
+            ),
             None => (Resolve::new(&self.config, partitions).unwrap(), 0),
         };
     }
@@ -173,7 +176,10 @@ impl Topology {
         let Some(record) = self.touches[q].get(journeys.at) else {
             return;
         };
-        journeys.place.read(&TouchesRecord::decode(record).unwrap()).unwrap();
+        journeys
+            .place
+            .read(&TouchesRecord::decode(record).unwrap())
+            .unwrap();
         journeys.at += 1;
     }
 
@@ -213,7 +219,13 @@ impl Topology {
         match step {
             Step::Forward(n) => self.forward(n % inputs),
             Step::Commit(n) => self.committed[n % inputs] = self.forwarded[n % inputs],
-            Step::ForwarderRestarts(n) => self.forwarded[n % inputs] = self.committed[n % inputs],
+            Step::ForwarderRestarts(n) => {
+                let p = n % inputs;
+                self.forwarded[p] = self.committed[p];
+                let mut record = Vec::new();
+                EventsRecord::Assigned { source: source(p) }.encode(&mut record);
+                self.events.push(record);
+            }
             Step::Idle(n) => self.idle(n % inputs),
             Step::Resolve => self.resolve(),
             Step::Deliver => self.deliver(),
@@ -281,7 +293,10 @@ impl Whole {
     fn new(config: &Config) -> Whole {
         Whole {
             engine: Engine::new(config).unwrap().with_external_watermark(),
-            decoder: Decoder::new(config.pipeline.max_event_bytes, config.touchpoints.iter().cloned()),
+            decoder: Decoder::new(
+                config.pipeline.max_event_bytes,
+                config.touchpoints.iter().cloned(),
+            ),
             allowed_lateness: config.pipeline.allowed_lateness,
             read: 0,
             inputs: BTreeMap::new(),
@@ -292,10 +307,26 @@ impl Whole {
         for record in &events[self.read..] {
             match EventsRecord::decode(record).unwrap() {
                 EventsRecord::Idle { source } => {
-                    self.inputs.entry(source.partition).or_insert((0, None, false)).2 = true;
+                    self.inputs
+                        .entry(source.partition)
+                        .or_insert((0, None, false))
+                        .2 = true;
                 }
-                EventsRecord::Message { source, offset, bytes } => {
-                    let input = self.inputs.entry(source.partition).or_insert((0, None, false));
+                EventsRecord::Assigned { source } => {
+                    self.inputs
+                        .entry(source.partition)
+                        .or_insert((0, None, false))
+                        .2 = false;
+                }
+                EventsRecord::Message {
+                    source,
+                    offset,
+                    bytes,
+                } => {
+                    let input = self
+                        .inputs
+                        .entry(source.partition)
+                        .or_insert((0, None, false));
                     if offset < input.0 {
                         continue;
                     }
@@ -323,8 +354,14 @@ fn entries_by_labels(engines: &[&Engine]) -> HashMap<(usize, u8, bool, Vec<Strin
     let mut all: HashMap<_, i64> = HashMap::new();
     for engine in engines {
         for (f, stats) in engine.stats().iter().enumerate() {
-            for (&(stage, online, dims), &n) in stats.entered_by_dims.as_ref().expect("dimensions") {
-                let labels = engine.dimensions().labels(dims).into_iter().map(str::to_string).collect();
+            for (&(stage, online, dims), &n) in stats.entered_by_dims.as_ref().expect("dimensions")
+            {
+                let labels = engine
+                    .dimensions()
+                    .labels(dims)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
                 *all.entry((f, stage, online, labels)).or_default() += n;
             }
         }

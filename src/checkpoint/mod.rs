@@ -23,7 +23,7 @@ pub mod storage;
 use std::io;
 
 pub use format::Corrupt;
-pub use storage::{FullDisk, LocalDir, Objects, Storage};
+pub use storage::{FullDisk, LocalDir, Objects, Part, Storage};
 
 const PREFIX: &str = "checkpoint-";
 const SUFFIX: &str = ".bin";

@@ -413,3 +413,52 @@ impl<S: Storage> Storage for FullDisk<S> {
         self.inner.delete(name)
     }
 }
+
+/// One part of a shared state location: names prefixed with `{prefix}.`, so that the
+/// checkpoints of each stage partition (scale-out) keep their own generations beside the
+/// others'.
+#[derive(Debug)]
+pub struct Part {
+    inner: Arc<dyn Storage>,
+    prefix: String,
+}
+
+impl Part {
+    pub fn new(inner: Arc<dyn Storage>, prefix: &str) -> Part {
+        Part {
+            inner,
+            prefix: format!("{prefix}."),
+        }
+    }
+
+    fn name(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+}
+
+impl Storage for Part {
+    fn put(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.inner.put(&self.name(name), bytes)
+    }
+
+    fn create(&self, name: &str, bytes: &[u8]) -> io::Result<()> {
+        self.inner.create(&self.name(name), bytes)
+    }
+
+    fn get(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.inner.get(&self.name(name))
+    }
+
+    fn list(&self) -> io::Result<Vec<String>> {
+        Ok(self
+            .inner
+            .list()?
+            .into_iter()
+            .filter_map(|n| n.strip_prefix(&self.prefix).map(str::to_string))
+            .collect())
+    }
+
+    fn delete(&self, name: &str) -> io::Result<()> {
+        self.inner.delete(&self.name(name))
+    }
+}

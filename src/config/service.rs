@@ -63,6 +63,19 @@ pub struct KafkaConfig {
     pub producer: BTreeMap<String, String>,
     /// librdkafka settings for the transition producer only, applied after `producer`.
     pub transitions_producer: BTreeMap<String, String>,
+    /// Scale-out over instances (`[kafka.stages]`, docs/durability.md); `None`: one instance
+    /// per consumer group, one engine.
+    pub stages: Option<StagesConfig>,
+}
+
+/// The internal topics of scale-out (`topology`): both must exist before the start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StagesConfig {
+    /// Every input message forwarded, for stage B; one partition.
+    pub events_topic: String,
+    /// Resolved touches keyed by account, for stage C; its partition count spreads the
+    /// journeys over instances.
+    pub touches_topic: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -117,6 +130,14 @@ pub(crate) struct RawKafka {
     producer: BTreeMap<String, toml::Value>,
     #[serde(default)]
     transitions_producer: BTreeMap<String, toml::Value>,
+    stages: Option<RawStages>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawStages {
+    events_topic: Option<String>,
+    touches_topic: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -208,6 +229,22 @@ pub(crate) fn validate(
             "kafka.transitions_topic",
             "needs [export]: the transitions are the stage entries of each published revision",
         ));
+    }
+    if kafka.as_ref().is_some_and(|k| k.stages.is_some()) {
+        if state.location.is_none() {
+            return Err(errors.at(
+                "kafka.stages",
+                "needs [state] enabled: a partition's state moves between instances through \
+                 its checkpoints",
+            ));
+        }
+        if export.is_some() {
+            return Err(errors.at(
+                "kafka.stages",
+                "cannot run with [export] yet: each instance holds only some accounts' \
+                 journeys, and the BI files are not split by partition (docs/durability.md)",
+            ));
+        }
     }
     if let Some(kafka) = &kafka
         && state.location.is_some()
@@ -336,6 +373,15 @@ impl RawKafka {
                 ));
             }
         };
+        let stages = match self.stages {
+            None => None,
+            Some(raw) => {
+                let mut taken = self.topics.clone();
+                taken.push(dlq_topic.clone());
+                taken.extend(self.transitions_topic.clone());
+                Some(raw.validate(&taken, errors)?)
+            }
+        };
         Ok(KafkaConfig {
             brokers,
             group_id,
@@ -352,6 +398,42 @@ impl RawKafka {
                 "kafka.transitions_producer",
                 errors,
             )?,
+            stages,
+        })
+    }
+}
+
+impl RawStages {
+    fn validate(self, taken: &[String], errors: &Errors<'_>) -> Result<StagesConfig, ConfigError> {
+        let mut names = Vec::new();
+        for (key, value, default) in [
+            (
+                "kafka.stages.events_topic",
+                self.events_topic,
+                "spiral.events",
+            ),
+            (
+                "kafka.stages.touches_topic",
+                self.touches_topic,
+                "spiral.touches",
+            ),
+        ] {
+            let name = value.unwrap_or_else(|| default.to_string());
+            if name.trim().is_empty() {
+                return Err(errors.at(key, "must not be empty"));
+            }
+            if taken.contains(&name) || names.contains(&name) {
+                return Err(errors.at(
+                    key,
+                    format!("{name:?} is already an input, dead-letter or other Spiral topic"),
+                ));
+            }
+            names.push(name);
+        }
+        let [events_topic, touches_topic] = <[String; 2]>::try_from(names).expect("two names");
+        Ok(StagesConfig {
+            events_topic,
+            touches_topic,
         })
     }
 }

@@ -16,14 +16,49 @@ use prometheus::Registry;
 
 use super::metrics;
 use super::state::Shared;
+use crate::engine::AccountView;
+use crate::summary::Summary;
+
+/// What the HTTP surface reads: one engine (`spiral run`), or the engines of the partitions
+/// an instance owns (scale-out, `service::stages`).
+pub trait Numbers: Send + Sync + 'static {
+    fn summary(&self) -> Summary;
+    fn account(&self, account_id: &str) -> Option<AccountView>;
+    fn metrics(&self, process: &Registry) -> String;
+    /// The consumer thread has ended.
+    fn stopped(&self) -> bool;
+    fn ready(&self) -> bool;
+}
+
+impl Numbers for Shared {
+    fn summary(&self) -> Summary {
+        self.engine_now().summary()
+    }
+
+    fn account(&self, account_id: &str) -> Option<AccountView> {
+        self.engine_now().account(account_id)
+    }
+
+    fn metrics(&self, process: &Registry) -> String {
+        metrics::render(self, process)
+    }
+
+    fn stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    fn ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed) && !self.stopping()
+    }
+}
 
 #[derive(Clone)]
 struct App {
-    shared: Arc<Shared>,
+    shared: Arc<dyn Numbers>,
     process: Arc<Registry>,
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(shared: Arc<dyn Numbers>) -> Router {
     let app = App {
         shared,
         process: Arc::new(metrics::process_registry()),
@@ -60,7 +95,7 @@ async fn page() -> Response {
 }
 
 async fn scrape(State(app): State<App>) -> Response {
-    let text = blocking(move || metrics::render(&app.shared, &app.process)).await;
+    let text = blocking(move || app.shared.metrics(&app.process)).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -72,13 +107,13 @@ async fn scrape(State(app): State<App>) -> Response {
 }
 
 async fn summary(State(app): State<App>) -> Response {
-    let summary = blocking(move || app.shared.engine_now().summary()).await;
+    let summary = blocking(move || app.shared.summary()).await;
     Json(summary).into_response()
 }
 
 async fn account(State(app): State<App>, Path(account_id): Path<String>) -> Response {
     let id = account_id.clone();
-    let view = blocking(move || app.shared.engine_now().account(&id)).await;
+    let view = blocking(move || app.shared.account(&id)).await;
     match view {
         Some(view) => Json(view).into_response(),
         None => (
@@ -91,7 +126,7 @@ async fn account(State(app): State<App>, Path(account_id): Path<String>) -> Resp
 
 /// Alive as long as the consumer thread runs.
 async fn healthz(State(app): State<App>) -> Response {
-    if app.shared.stopped.load(Ordering::Relaxed) {
+    if app.shared.stopped() {
         (StatusCode::SERVICE_UNAVAILABLE, "consumer stopped\n").into_response()
     } else {
         "ok\n".into_response()
@@ -100,7 +135,7 @@ async fn healthz(State(app): State<App>) -> Response {
 
 /// Ready once partitions are assigned and a poll has completed since.
 async fn readyz(State(app): State<App>) -> Response {
-    if app.shared.ready.load(Ordering::Relaxed) && !app.shared.stopping() {
+    if app.shared.ready() {
         "ready\n".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use prometheus::{Encoder, Registry, TextEncoder};
 
 use crate::engine::dims::Dimensions;
+use crate::engine::{Counters, Engine};
 use crate::event::RejectReason;
 use crate::funnel::stats::{CONVERSION_BOUNDS_MS, FunnelStats, TURN_BUCKETS};
 use crate::summary::Summary;
@@ -45,18 +46,87 @@ pub fn process_registry() -> Registry {
 }
 
 fn business(shared: &Shared) -> Vec<MetricFamily> {
-    let (summary, stats, counters, pending, dims) = {
-        let engine = shared.engine_now();
-        (
-            engine.summary(),
-            engine.stats().to_vec(),
-            engine.counters().clone(),
-            engine.pending(),
-            engine.dimensions().clone(),
-        )
-    };
+    let numbers = EngineNumbers::of(&shared.engine_now());
     let mut m = Families::default();
-    stage_metrics(&mut m, &summary, &stats, &dims);
+    engine_families(&mut m, &numbers);
+    let f = m.family(
+        "spiral_kafka_consumer_lag_messages",
+        "Messages behind the end of each assigned partition (after the last stored offset).",
+        MetricType::GAUGE,
+    );
+    let now = std::time::Instant::now();
+    for p in shared.partitions().status(now) {
+        if let Some(lag) = p.lag {
+            let partition = p.partition.to_string();
+            gauge(
+                f,
+                &[("topic", &p.topic), ("partition", &partition)],
+                lag as f64,
+            );
+        }
+    }
+    m.single(
+        "spiral_state_partitions_elsewhere",
+        "Partitions this instance has read that another member of its consumer group holds now \
+         (one instance per group: above 0, each instance counts part of the stream).",
+        MetricType::GAUGE,
+        shared.partitions().elsewhere() as f64,
+    );
+    let dlq = &shared.dlq;
+    m.single(
+        "spiral_dlq_messages_total",
+        "Rejected messages written to the dead-letter topic.",
+        MetricType::COUNTER,
+        dlq.delivered.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    m.single(
+        "spiral_dlq_retries_total",
+        "Dead-letter delivery rounds that had to be retried.",
+        MetricType::COUNTER,
+        dlq.retries.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    checkpoint_metrics(&mut m, &shared.checkpoints);
+    if shared.export_on {
+        export_metrics(&mut m, &shared.checkpoints);
+    }
+    m.0.into_iter()
+        .filter(|f| !f.get_metric().is_empty())
+        .collect()
+}
+
+/// What the engine's metrics are made of, copied out so that the engine lock is held only
+/// for the copy.
+pub struct EngineNumbers {
+    summary: Summary,
+    stats: Vec<FunnelStats>,
+    counters: Counters,
+    pending: usize,
+    dims: Dimensions,
+}
+
+impl EngineNumbers {
+    pub fn of(engine: &Engine) -> EngineNumbers {
+        EngineNumbers {
+            summary: engine.summary(),
+            stats: engine.stats().to_vec(),
+            counters: engine.counters().clone(),
+            pending: engine.pending(),
+            dims: engine.dimensions().clone(),
+        }
+    }
+}
+
+/// The metric families of one engine's numbers (SPEC §5.2).
+fn engine_families(m: &mut Families, numbers: &EngineNumbers) {
+    let EngineNumbers {
+        summary,
+        stats,
+        counters,
+        pending,
+        dims,
+    } = numbers;
+    let pending = *pending;
+    stage_metrics(m, summary, stats, dims);
     let e = &summary.events;
     let f = m.family(
         "spiral_events_total",
@@ -129,49 +199,30 @@ fn business(shared: &Shared) -> Vec<MetricFamily> {
             total,
         );
     }
-    let f = m.family(
-        "spiral_kafka_consumer_lag_messages",
-        "Messages behind the end of each assigned partition (after the last stored offset).",
-        MetricType::GAUGE,
-    );
-    let now = std::time::Instant::now();
-    for p in shared.partitions().status(now) {
-        if let Some(lag) = p.lag {
-            let partition = p.partition.to_string();
-            gauge(
-                f,
-                &[("topic", &p.topic), ("partition", &partition)],
-                lag as f64,
-            );
+}
+
+/// Families of several engines, each series labelled with the partition whose engine
+/// counted it (scale-out: an instance owns some partitions' engines; sums across instances
+/// and partitions are the totals).
+pub fn partition_families(engines: &[(String, EngineNumbers)]) -> Vec<MetricFamily> {
+    let mut all: Vec<MetricFamily> = Vec::new();
+    for (partition, numbers) in engines {
+        let mut m = Families::default();
+        engine_families(&mut m, numbers);
+        for mut family in m.0 {
+            for metric in family.mut_metric().iter_mut() {
+                let mut labels = metric.take_label();
+                labels.extend(label_pairs(&[("partition", partition)]));
+                metric.set_label(labels);
+            }
+            match all.iter_mut().find(|f| f.name() == family.name()) {
+                Some(into) => into.mut_metric().extend(family.take_metric()),
+                None => all.push(family),
+            }
         }
     }
-    m.single(
-        "spiral_state_partitions_elsewhere",
-        "Partitions this instance has read that another member of its consumer group holds now \
-         (one instance per group: above 0, each instance counts part of the stream).",
-        MetricType::GAUGE,
-        shared.partitions().elsewhere() as f64,
-    );
-    let dlq = &shared.dlq;
-    m.single(
-        "spiral_dlq_messages_total",
-        "Rejected messages written to the dead-letter topic.",
-        MetricType::COUNTER,
-        dlq.delivered.load(std::sync::atomic::Ordering::Relaxed) as f64,
-    );
-    m.single(
-        "spiral_dlq_retries_total",
-        "Dead-letter delivery rounds that had to be retried.",
-        MetricType::COUNTER,
-        dlq.retries.load(std::sync::atomic::Ordering::Relaxed) as f64,
-    );
-    checkpoint_metrics(&mut m, &shared.checkpoints);
-    if shared.export_on {
-        export_metrics(&mut m, &shared.checkpoints);
-    }
-    m.0.into_iter()
-        .filter(|f| !f.get_metric().is_empty())
-        .collect()
+    all.retain(|f| !f.get_metric().is_empty());
+    all
 }
 
 fn checkpoint_metrics(m: &mut Families, c: &CheckpointCounters) {

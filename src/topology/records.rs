@@ -10,6 +10,7 @@ use crate::time::Millis;
 const FORMAT: u8 = 1;
 const MESSAGE: u8 = 0;
 const IDLE: u8 = 1;
+const ASSIGNED: u8 = 2;
 const TOUCH: u8 = 0;
 const WATERMARK: u8 = 1;
 
@@ -33,6 +34,9 @@ pub enum EventsRecord<'a> {
     /// the watermark back until its next message (SPEC §4). Written by the forwarder that
     /// reads it, so that the watermark is a function of this topic's records alone.
     Idle { source: Source<'a> },
+    /// A forwarder was assigned the input partition: until it speaks or goes idle, it holds
+    /// the watermark back (SPEC §4), as a partition assigned to one engine does.
+    Assigned { source: Source<'a> },
 }
 
 /// Where a touch stands in stage B's output: the offset in `spiral.events` of the record
@@ -48,7 +52,10 @@ pub struct Seq {
 /// A record of `spiral.touches`, written by stage B, read by stage C.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TouchesRecord {
-    Touch { seq: Seq, touch: ResolvedTouch },
+    Touch {
+        seq: Seq,
+        touch: ResolvedTouch,
+    },
     /// Stage B's watermark: what came before it in the partition was released at an older one.
     Watermark(Millis),
 }
@@ -72,6 +79,10 @@ impl EventsRecord<'_> {
                 w.u8(IDLE);
                 source.write(&mut w);
             }
+            EventsRecord::Assigned { source } => {
+                w.u8(ASSIGNED);
+                source.write(&mut w);
+            }
         }
     }
 
@@ -88,6 +99,9 @@ impl EventsRecord<'_> {
                     bytes: r.bytes()?,
                 },
                 IDLE => EventsRecord::Idle {
+                    source: Source::read(&mut r)?,
+                },
+                ASSIGNED => EventsRecord::Assigned {
                     source: Source::read(&mut r)?,
                 },
                 other => return Err(r.corrupt(format_args!("record type {other}"))),
@@ -219,6 +233,7 @@ mod tests {
                 bytes: br#"{"event_id":"e"}"#,
             },
             EventsRecord::Idle { source },
+            EventsRecord::Assigned { source },
         ];
         for record in events {
             let mut bytes = Vec::new();
@@ -243,7 +258,10 @@ mod tests {
             record.encode(&mut bytes);
             assert_eq!(TouchesRecord::decode(&bytes), Ok(record.clone()));
             for cut in 0..bytes.len() {
-                assert!(TouchesRecord::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+                assert!(
+                    TouchesRecord::decode(&bytes[..cut]).is_err(),
+                    "cut at {cut}"
+                );
             }
         }
     }
@@ -270,7 +288,10 @@ mod tests {
         // Fixed values: a change here moves accounts between partitions and their state.
         assert_eq!(partition_of("acme", 12), partition_of("acme", 12));
         assert_eq!(partition_of("", 4), (0xcbf2_9ce4_8422_2325u64 % 4) as u32);
-        assert_eq!(partition_of("a", 1_000_000), (0xaf63_dc4c_8601_ec8c % 1_000_000) as u32);
+        assert_eq!(
+            partition_of("a", 1_000_000),
+            (0xaf63_dc4c_8601_ec8c_u64 % 1_000_000) as u32
+        );
         assert_eq!(partition_of("acme", 0), 0);
     }
 }

@@ -33,8 +33,8 @@ pub enum Read {
     Rejected(RejectReason),
     /// A message forwarded again after a forwarder restarted, already read: not counted.
     Again,
-    /// A partition went idle.
-    Idle,
+    /// A partition went idle or was assigned.
+    Status,
 }
 
 /// What stage B knows of an input partition.
@@ -84,7 +84,12 @@ impl Resolve {
     }
 
     /// Reads the record at `offset` of `spiral.events`, appending what it releases to `out`.
-    pub fn read(&mut self, offset: i64, record: &EventsRecord<'_>, out: &mut Vec<Outgoing>) -> Read {
+    pub fn read(
+        &mut self,
+        offset: i64,
+        record: &EventsRecord<'_>,
+        out: &mut Vec<Outgoing>,
+    ) -> Read {
         let read = match *record {
             EventsRecord::Message {
                 source,
@@ -114,13 +119,18 @@ impl Resolve {
             }
             EventsRecord::Idle { source } => {
                 self.input(source).idle = true;
-                Read::Idle
+                Read::Status
+            }
+            EventsRecord::Assigned { source } => {
+                self.input(source).idle = false;
+                Read::Status
             }
         };
         // Touches the event released were placed at the watermark before it moved, as in
         // one engine; then it moves, which releases nothing (expiry only counts).
         self.hand_on(offset, out);
-        if let Some(time) = watermark::event_time(self.inputs.values().map(|i| (i.newest, i.idle))) {
+        if let Some(time) = watermark::event_time(self.inputs.values().map(|i| (i.newest, i.idle)))
+        {
             self.engine
                 .advance_watermark(time.saturating_sub(self.allowed_lateness));
         }
@@ -212,7 +222,11 @@ impl Resolve {
 
     /// A stage B with the state of [`Resolve::snapshot`], for `partitions` partitions of
     /// `spiral.touches` (the count it was taken with: accounts would move otherwise).
-    pub fn restore(config: &Config, partitions: u32, bytes: &[u8]) -> Result<Resolve, SnapshotError> {
+    pub fn restore(
+        config: &Config,
+        partitions: u32,
+        bytes: &[u8],
+    ) -> Result<Resolve, SnapshotError> {
         let mut r = Reader::new(bytes);
         r.section("stage B");
         let taken_with = r.u32()?;

@@ -200,4 +200,3 @@ pub fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
     }
     v
 }
-
