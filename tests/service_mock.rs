@@ -184,7 +184,7 @@ fn a_rebalance_moves_partitions_without_reading_anything_twice() {
     // A second member joins: the group rebalances, A commits before giving partitions up.
     let (runtime_b, b) = start(&config);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !(b.shared().ready.load(std::sync::atomic::Ordering::Relaxed)) {
+    while !b.ready() {
         assert!(
             std::time::Instant::now() < deadline,
             "B never got partitions"

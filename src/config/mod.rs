@@ -21,7 +21,7 @@ mod state;
 
 pub use export::ExportConfig;
 pub use service::{
-    Dimension, HttpConfig, KafkaConfig, MAX_DIMENSIONS, MetricsConfig, ServiceConfig,
+    Dimension, HttpConfig, KafkaConfig, MAX_DIMENSIONS, MetricsConfig, ServiceConfig, StagesConfig,
 };
 pub use state::{StateConfig, StateLocation};
 

@@ -28,6 +28,8 @@ pub trait Numbers: Send + Sync + 'static {
     /// The consumer thread has ended.
     fn stopped(&self) -> bool;
     fn ready(&self) -> bool;
+    /// A graceful stop: finish the batch in hand, commit, leave.
+    fn ask_stop(&self);
 }
 
 impl Numbers for Shared {
@@ -49,6 +51,10 @@ impl Numbers for Shared {
 
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed) && !self.stopping()
+    }
+
+    fn ask_stop(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
     }
 }
 

@@ -33,6 +33,27 @@ pub fn render(shared: &Shared, process: &Registry) -> String {
     String::from_utf8(out).expect("the text format is UTF-8")
 }
 
+/// Scale-out's metrics (`service::stages`): each owned stage partition's engine under its
+/// `partition` label, then the dead letters, the checkpoints and the process.
+pub fn render_stages(
+    engines: &[(String, EngineNumbers)],
+    dlq: &super::dlq::DlqCounters,
+    checkpoints: &CheckpointCounters,
+    process: &Registry,
+) -> String {
+    let mut families = partition_families(engines);
+    let mut m = Families::default();
+    dlq_metrics(&mut m, dlq);
+    checkpoint_metrics(&mut m, checkpoints);
+    families.extend(m.0.into_iter().filter(|f| !f.get_metric().is_empty()));
+    families.extend(process.gather());
+    let mut out = Vec::new();
+    TextEncoder::new()
+        .encode(&families, &mut out)
+        .expect("text encoding into memory cannot fail");
+    String::from_utf8(out).expect("the text format is UTF-8")
+}
+
 /// A process collector registry (CPU, memory, open files) for the process metrics.
 pub fn process_registry() -> Registry {
     let registry = Registry::new();
@@ -72,19 +93,7 @@ fn business(shared: &Shared) -> Vec<MetricFamily> {
         MetricType::GAUGE,
         shared.partitions().elsewhere() as f64,
     );
-    let dlq = &shared.dlq;
-    m.single(
-        "spiral_dlq_messages_total",
-        "Rejected messages written to the dead-letter topic.",
-        MetricType::COUNTER,
-        dlq.delivered.load(std::sync::atomic::Ordering::Relaxed) as f64,
-    );
-    m.single(
-        "spiral_dlq_retries_total",
-        "Dead-letter delivery rounds that had to be retried.",
-        MetricType::COUNTER,
-        dlq.retries.load(std::sync::atomic::Ordering::Relaxed) as f64,
-    );
+    dlq_metrics(&mut m, &shared.dlq);
     checkpoint_metrics(&mut m, &shared.checkpoints);
     if shared.export_on {
         export_metrics(&mut m, &shared.checkpoints);
@@ -223,6 +232,21 @@ pub fn partition_families(engines: &[(String, EngineNumbers)]) -> Vec<MetricFami
     }
     all.retain(|f| !f.get_metric().is_empty());
     all
+}
+
+fn dlq_metrics(m: &mut Families, dlq: &super::dlq::DlqCounters) {
+    m.single(
+        "spiral_dlq_messages_total",
+        "Rejected messages written to the dead-letter topic.",
+        MetricType::COUNTER,
+        dlq.delivered.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
+    m.single(
+        "spiral_dlq_retries_total",
+        "Dead-letter delivery rounds that had to be retried.",
+        MetricType::COUNTER,
+        dlq.retries.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    );
 }
 
 fn checkpoint_metrics(m: &mut Families, c: &CheckpointCounters) {

@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod partitions;
 pub mod pipeline;
 pub mod recovery;
+pub mod stages;
 pub mod state;
 pub mod transitions;
 
@@ -50,7 +51,10 @@ const DLQ_SCAN_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// A running service.
 pub struct Service {
-    shared: Arc<Shared>,
+    /// What the HTTP surface reads, and how a stop is asked for.
+    numbers: Arc<dyn http::Numbers>,
+    /// The one engine's state (`None` with `[kafka.stages]`).
+    shared: Option<Arc<Shared>>,
     /// Where the HTTP server listens (the configured address, with the port resolved).
     pub addr: SocketAddr,
     consumer_done: oneshot::Receiver<Result<()>>,
@@ -80,6 +84,17 @@ impl Service {
             .await
             .with_context(|| format!("http.listen: cannot listen on {listen}"))?;
         let addr = listener.local_addr()?;
+        if kafka.stages.is_some() {
+            let started = stages::start(config, storage)?;
+            let numbers: Arc<dyn http::Numbers> = started.shared;
+            return Ok(Service::serve(
+                listener,
+                numbers,
+                None,
+                started.done,
+                config.service.shutdown_timeout,
+            ));
+        }
         let counters = CheckpointCounters::default();
         let (engine, partitions, recovery) = match recovery::open(&config.service.state, storage)? {
             None => {
@@ -176,8 +191,29 @@ impl Service {
                 let _ = done_tx.send(result);
             })
             .context("cannot start the consumer thread")?;
+        tracing::info!(%addr, topics = ?kafka.topics, group = %kafka.group_id, "spiral is running");
+        Ok(Service::serve(
+            listener,
+            shared.clone(),
+            Some(shared),
+            consumer_done,
+            timeout,
+        ))
+    }
+
+    /// Serves HTTP beside a started consumer thread.
+    fn serve(
+        listener: TcpListener,
+        numbers: Arc<dyn http::Numbers>,
+        shared: Option<Arc<Shared>>,
+        consumer_done: oneshot::Receiver<Result<()>>,
+        shutdown_timeout: Duration,
+    ) -> Service {
+        let addr = listener
+            .local_addr()
+            .expect("a bound listener has an address");
         let (stop_http, stop_rx) = oneshot::channel::<()>();
-        let router = http::router(shared.clone());
+        let router = http::router(numbers.clone());
         let http = tokio::spawn(async move {
             axum::serve(listener, router)
                 .with_graceful_shutdown(async {
@@ -185,19 +221,25 @@ impl Service {
                 })
                 .await
         });
-        tracing::info!(%addr, topics = ?kafka.topics, group = %kafka.group_id, "spiral is running");
-        Ok(Service {
+        Service {
+            numbers,
             shared,
             addr,
             consumer_done,
             stop_http,
             http,
-            shutdown_timeout: timeout,
-        })
+            shutdown_timeout,
+        }
     }
 
-    pub fn shared(&self) -> &Arc<Shared> {
-        &self.shared
+    /// The one engine's state; `None` with `[kafka.stages]`.
+    pub fn shared(&self) -> Option<&Arc<Shared>> {
+        self.shared.as_ref()
+    }
+
+    /// Ready: partitions assigned and polled since.
+    pub fn ready(&self) -> bool {
+        self.numbers.ready()
     }
 
     /// Waits until the consumer thread ends by itself (an error: it only ends when asked).
@@ -213,7 +255,7 @@ impl Service {
     /// and flushes the dead-letter producer; then the HTTP server stops. Gives up after
     /// `service.shutdown_timeout`.
     pub async fn stop(self) -> Result<()> {
-        self.shared.stopping.store(true, Ordering::Relaxed);
+        self.numbers.ask_stop();
         let consumer = tokio::time::timeout(self.shutdown_timeout, self.consumer_done)
             .await
             .map_err(|_| {
@@ -255,8 +297,8 @@ pub fn run(config: &Config, hooks: Hooks) -> Result<()> {
     runtime.block_on(async {
         let mut signals = Signals::new()?;
         let mut service = Service::start(config).await?;
-        let shared = service.shared().clone();
-        let ticker = tick.map(|(every, mut tick)| {
+        let shared = service.shared().cloned();
+        let ticker = tick.zip(shared).map(|((every, mut tick), shared)| {
             tokio::spawn(async move {
                 let mut interval = tokio::time::interval(every);
                 interval.tick().await;

@@ -276,7 +276,7 @@ mod tests {
             let len = (state >> 59) as usize;
             let bytes: Vec<u8> = (0..len)
                 .map(|i| (state.rotate_left(i as u32 * 7) & 0xff) as u8)
-                .map(|b| if len % 3 == 0 { b % 3 } else { b })
+                .map(|b| if len.is_multiple_of(3) { b % 3 } else { b })
                 .collect();
             let _ = EventsRecord::decode(&bytes);
             let _ = TouchesRecord::decode(&bytes);

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use crate::codec::{Reader, Writer};
 use crate::config::Config;
 use crate::engine::{Applied, Engine, SnapshotError, watermark};
-use crate::event::{Decoder, RejectReason};
+use crate::event::{Decoder, Rejection};
 use crate::time::Millis;
 
 use super::records::{EventsRecord, Seq, Source, TouchesRecord, partition_of};
@@ -25,12 +25,12 @@ pub struct Outgoing {
 }
 
 /// What reading one record of `spiral.events` did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Read {
     /// Decoded and applied (accepted or a duplicate).
     Applied,
     /// Counted as rejected: the caller sends it to the dead-letter topic.
-    Rejected(RejectReason),
+    Rejected(Rejection),
     /// A message forwarded again after a forwarder restarted, already read: not counted.
     Again,
     /// A partition went idle or was assigned.
@@ -105,7 +105,7 @@ impl Resolve {
                 match self.decoder.decode(bytes) {
                     Err(rejection) => {
                         self.engine.reject(rejection.reason);
-                        Read::Rejected(rejection.reason)
+                        Read::Rejected(rejection)
                     }
                     Ok(event) => {
                         if let Applied::Accepted { .. } = self.engine.apply(&event) {

@@ -1,0 +1,202 @@
+//! Scale-out on librdkafka's mock cluster (issue #4, `[kafka.stages]`): instances of one group
+//! come and go while traffic is produced — 1 → 3 → 1 — and the numbers of all instances,
+//! summaries merged and `/metrics` summed as Prometheus would, equal a replay of the same
+//! messages; the dead-letter topic holds each rejected message once.
+
+mod common;
+mod live;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use spiral::config::Config;
+use spiral::service::Service;
+use spiral::summary::Summary;
+
+const INPUT: &str = "touchpoints";
+const DLQ: &str = "dead-letters";
+const EVENTS: &str = "spiral.events";
+const TOUCHES: &str = "spiral.touches";
+
+struct Instance {
+    runtime: tokio::runtime::Runtime,
+    service: Service,
+}
+
+impl Instance {
+    fn start(config: &Config) -> Instance {
+        let runtime = tokio::runtime::Runtime::new().expect("runtime");
+        let service = runtime
+            .block_on(Service::start(config))
+            .expect("an instance starts");
+        Instance { runtime, service }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.service.addr
+    }
+
+    fn stop(self) {
+        self.runtime
+            .block_on(self.service.stop())
+            .expect("a clean stop");
+    }
+}
+
+/// The summaries of all instances added up.
+fn merged(instances: &[&Instance]) -> Summary {
+    let mut summaries = instances.iter().map(|i| live::summary_of(i.addr()));
+    let mut merged = summaries.next().expect("an instance");
+    for summary in summaries {
+        merged.add(&summary).expect("same funnels");
+    }
+    merged
+}
+
+/// Waits until all instances together have read `n` messages and the merged watermark has
+/// not moved for two seconds.
+fn settled(instances: &[&Instance], n: u64, timeout: Duration) -> Summary {
+    let start = Instant::now();
+    let mut last: Option<(Summary, Instant)> = None;
+    loop {
+        let summary = merged(instances);
+        assert!(
+            start.elapsed() < timeout,
+            "the instances read {} of {n} messages in {timeout:?}: {summary:?}",
+            summary.events.received
+        );
+        assert!(summary.events.received <= n, "counted twice: {summary:?}");
+        if summary.events.received == n {
+            match &last {
+                Some((prev, since)) if *prev == summary => {
+                    if since.elapsed() > Duration::from_secs(2) {
+                        return summary;
+                    }
+                }
+                _ => last = Some((summary, Instant::now())),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every instance's scrape summed over `partition` (and so over instances), as
+/// `sum without (partition, instance)` does.
+fn summed_scrape(instances: &[&Instance]) -> String {
+    let mut sums: HashMap<String, f64> = HashMap::new();
+    let mut partitions = Vec::new();
+    for instance in instances {
+        let text = live::http_get(instance.addr(), "/metrics").1;
+        for (key, value) in live::scrape_values(&text) {
+            let Some(at) = key.find("partition=\"") else {
+                continue;
+            };
+            let end = at + key[at + 11..].find('"').expect("closing quote") + 12;
+            partitions.push(key[at + 11..end - 1].to_string());
+            let mut stripped = format!("{}{}", &key[..at], &key[end..]);
+            stripped = stripped.replace(",}", "}").replace("{}", "");
+            *sums.entry(stripped).or_default() += value;
+        }
+    }
+    assert!(!partitions.is_empty(), "no series carries a partition label");
+    sums.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
+}
+
+/// Source coordinates of every letter on the dead-letter topic.
+fn dead_letters(brokers: &str) -> Vec<(String, String, String)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "dlq-reader")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("consumer");
+    let mut list = TopicPartitionList::new();
+    list.add_partition_offset(DLQ, 0, Offset::Beginning).unwrap();
+    consumer.assign(&list).unwrap();
+    let mut letters = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(m)) => {
+                let headers = m.headers().expect("headers");
+                let get = |name: &str| {
+                    headers
+                        .iter()
+                        .find(|h| h.key == name)
+                        .and_then(|h| h.value)
+                        .map(|v| String::from_utf8_lossy(v).to_string())
+                        .unwrap_or_default()
+                };
+                letters.push((
+                    get("spiral.source.topic"),
+                    get("spiral.source.partition"),
+                    get("spiral.source.offset"),
+                ));
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(_))) => return letters,
+            _ => {}
+        }
+    }
+    panic!("cannot read the dead-letter topic to its end");
+}
+
+#[test]
+fn one_to_three_to_one_instances_add_up_to_the_replay() {
+    let cluster = rdkafka::mocking::MockCluster::new(1).expect("mock cluster");
+    let brokers = cluster.bootstrap_servers();
+    for (topic, partitions) in [(INPUT, 4), (DLQ, 1), (EVENTS, 1), (TOUCHES, 6)] {
+        cluster.create_topic(topic, partitions, 1).expect("topic");
+    }
+    let state = tempfile::tempdir().unwrap();
+    let text = live::config_toml(&brokers, &[INPUT], DLQ, "stages-churn", Some(state.path()));
+    let config = live::config(&format!(
+        "{text}\n[kafka.stages]\nevents_topic = {EVENTS:?}\ntouches_topic = {TOUCHES:?}\n"
+    ));
+    let lines = live::traffic(61, 500, 6_000);
+    let thirds = [lines.len() / 3, 2 * lines.len() / 3, lines.len()];
+
+    // 1 instance reads the first third.
+    let first = Instance::start(&config);
+    live::produce(&brokers, INPUT, 4, &lines[..thirds[0]]);
+    let summary = settled(&[&first], thirds[0] as u64, Duration::from_secs(90));
+    let (expected, _) = live::replay(&config, &lines[..thirds[0]], summary.watermark.as_deref());
+    assert_eq!(live::order_free(summary), live::order_free(expected));
+
+    // 3 instances: the group spreads the stage partitions, whose state moves with them.
+    let second = Instance::start(&config);
+    let third = Instance::start(&config);
+    live::produce(&brokers, INPUT, 4, &lines[thirds[0]..thirds[1]]);
+    let all = [&first, &second, &third];
+    let summary = settled(&all, thirds[1] as u64, Duration::from_secs(120));
+    let (expected, _) = live::replay(&config, &lines[..thirds[1]], summary.watermark.as_deref());
+    assert_eq!(live::order_free(summary.clone()), live::order_free(expected));
+    live::assert_metrics_match(&summed_scrape(&all), &summary);
+    let owners = all
+        .iter()
+        .filter(|i| live::summary_of(i.addr()).funnels[0].stages[0].entered > 0)
+        .count();
+    assert!(owners >= 2, "the journeys did not spread over the instances");
+
+    // Back to 1: the two leave cleanly, their partitions' state returns to the first.
+    second.stop();
+    third.stop();
+    live::produce(&brokers, INPUT, 4, &lines[thirds[1]..]);
+    let summary = settled(&[&first], lines.len() as u64, Duration::from_secs(120));
+    let (expected, rejected) = live::replay(&config, &lines, summary.watermark.as_deref());
+    assert_eq!(live::order_free(summary.clone()), live::order_free(expected));
+    live::assert_metrics_match(&summed_scrape(&[&first]), &summary);
+
+    // Each rejected message is on the dead-letter topic once.
+    let letters = dead_letters(&brokers);
+    let mut unique = letters.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), letters.len(), "a letter was written twice");
+    assert_eq!(letters.len(), rejected.len());
+    first.stop();
+}
