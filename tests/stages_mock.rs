@@ -103,7 +103,10 @@ fn summed_scrape(instances: &[&Instance]) -> String {
             *sums.entry(stripped).or_default() += value;
         }
     }
-    assert!(!partitions.is_empty(), "no series carries a partition label");
+    assert!(
+        !partitions.is_empty(),
+        "no series carries a partition label"
+    );
     sums.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
 }
 
@@ -116,7 +119,8 @@ fn dead_letters(brokers: &str) -> Vec<(String, String, String)> {
         .create()
         .expect("consumer");
     let mut list = TopicPartitionList::new();
-    list.add_partition_offset(DLQ, 0, Offset::Beginning).unwrap();
+    list.add_partition_offset(DLQ, 0, Offset::Beginning)
+        .unwrap();
     consumer.assign(&list).unwrap();
     let mut letters = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -174,13 +178,32 @@ fn one_to_three_to_one_instances_add_up_to_the_replay() {
     let all = [&first, &second, &third];
     let summary = settled(&all, thirds[1] as u64, Duration::from_secs(120));
     let (expected, _) = live::replay(&config, &lines[..thirds[1]], summary.watermark.as_deref());
-    assert_eq!(live::order_free(summary.clone()), live::order_free(expected));
+    assert_eq!(
+        live::order_free(summary.clone()),
+        live::order_free(expected)
+    );
     live::assert_metrics_match(&summed_scrape(&all), &summary);
     let owners = all
         .iter()
         .filter(|i| live::summary_of(i.addr()).funnels[0].stages[0].entered > 0)
         .count();
-    assert!(owners >= 2, "the journeys did not spread over the instances");
+    assert!(
+        owners >= 2,
+        "the journeys did not spread over the instances"
+    );
+    // The partitions that moved were taken over from their checkpoints.
+    let restores: f64 = all
+        .iter()
+        .filter_map(|i| {
+            live::scrape_values(&live::http_get(i.addr(), "/metrics").1)
+                .get("spiral_checkpoint_restores_total")
+                .copied()
+        })
+        .sum();
+    assert!(
+        restores > 0.0,
+        "no partition state was restored from a checkpoint"
+    );
 
     // Back to 1: the two leave cleanly, their partitions' state returns to the first.
     second.stop();
@@ -188,7 +211,10 @@ fn one_to_three_to_one_instances_add_up_to_the_replay() {
     live::produce(&brokers, INPUT, 4, &lines[thirds[1]..]);
     let summary = settled(&[&first], lines.len() as u64, Duration::from_secs(120));
     let (expected, rejected) = live::replay(&config, &lines, summary.watermark.as_deref());
-    assert_eq!(live::order_free(summary.clone()), live::order_free(expected));
+    assert_eq!(
+        live::order_free(summary.clone()),
+        live::order_free(expected)
+    );
     live::assert_metrics_match(&summed_scrape(&[&first]), &summary);
 
     // Each rejected message is on the dead-letter topic once.

@@ -542,6 +542,42 @@ dlq_topic = "spiral.dlq"
     }
 
     #[test]
+    fn stages_take_their_topics_and_need_state_without_export() {
+        let config = parse(&format!("{KAFKA}[kafka.stages]\n")).unwrap();
+        let stages = config.service.kafka.unwrap().stages.unwrap();
+        assert_eq!(stages.events_topic, "spiral.events");
+        assert_eq!(stages.touches_topic, "spiral.touches");
+        let error = parse(&format!(
+            "{KAFKA}[kafka.stages]\nevents_topic = \"identity\"\n"
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("kafka.stages.events_topic: \"identity\" is already"),
+            "{error}"
+        );
+        let error = parse(&format!(
+            "{KAFKA}[kafka.stages]\nevents_topic = \"x\"\ntouches_topic = \"x\"\n"
+        ))
+        .unwrap_err();
+        assert!(error.contains("kafka.stages.touches_topic"), "{error}");
+        let error = parse(&format!(
+            "{KAFKA}[kafka.stages]\n[state]\nenabled = false\n"
+        ))
+        .unwrap_err();
+        assert!(
+            error.contains("kafka.stages: needs [state] enabled"),
+            "{error}"
+        );
+        let error = parse(&format!("{KAFKA}[kafka.stages]\n[export]\ndir = \"bi\"\n")).unwrap_err();
+        assert!(
+            error.contains("kafka.stages: cannot run with [export] yet"),
+            "{error}"
+        );
+        let error = parse(&format!("{KAFKA}[kafka.stages]\nevent_topic = \"x\"\n")).unwrap_err();
+        assert!(error.contains("event_topic"), "{error}");
+    }
+
+    #[test]
     fn kafka_section_with_client_settings() {
         let config = parse(&format!(
             "{KAFKA}idle_timeout = \"5s\"\n[kafka.client]\n\"security.protocol\" = \"SASL_SSL\"\n\

@@ -99,9 +99,11 @@ fn root_storage(config: &Config, storage: Option<Box<dyn Storage>>) -> Result<Ar
     }
     match &config.service.state.location {
         None => bail!("kafka.stages: needs [state] enabled"),
-        Some(StateLocation::Dir(dir)) => Ok(Arc::new(
-            LocalDir::new(dir).with_context(|| format!("state.dir: cannot use {dir:?}"))?,
-        )),
+        Some(StateLocation::Dir(dir)) => {
+            Ok(Arc::new(LocalDir::new(dir).with_context(|| {
+                format!("state.dir: cannot use {dir:?}")
+            })?))
+        }
         Some(StateLocation::Url { url, options }) => {
             Ok(Arc::new(Objects::open("state", url, options)?))
         }
@@ -110,7 +112,11 @@ fn root_storage(config: &Config, storage: Option<Box<dyn Storage>>) -> Result<Ar
 
 /// Partitions of `topic` (it must exist: Spiral does not size the internal topics itself).
 fn partitions_of(config: &Config, topic: &str, key: &str) -> Result<u32> {
-    let kafka = config.service.kafka.as_ref().expect("checked by the caller");
+    let kafka = config
+        .service
+        .kafka
+        .as_ref()
+        .expect("checked by the caller");
     let consumer: BaseConsumer = client_config(kafka, false)
         .create()
         .context("cannot create a metadata client")?;
@@ -123,7 +129,9 @@ fn partitions_of(config: &Config, topic: &str, key: &str) -> Result<u32> {
         .find(|t| t.name() == topic)
         .map_or(0, |t| t.partitions().len());
     if partitions == 0 {
-        bail!("{key}: topic {topic:?} does not exist: create it first (docs/durability.md, \"Topics\")");
+        bail!(
+            "{key}: topic {topic:?} does not exist: create it first (docs/durability.md, \"Topics\")"
+        );
     }
     Ok(partitions as u32)
 }
@@ -136,7 +144,11 @@ pub struct Started {
 
 /// Checks the internal topics, joins the group and starts the consumer thread.
 pub fn start(config: &Config, storage: Option<Box<dyn Storage>>) -> Result<Started> {
-    let kafka = config.service.kafka.as_ref().expect("checked by the caller");
+    let kafka = config
+        .service
+        .kafka
+        .as_ref()
+        .expect("checked by the caller");
     let names = kafka.stages.as_ref().expect("checked by the caller");
     let events = partitions_of(config, &names.events_topic, "kafka.stages.events_topic")?;
     if events != 1 {

@@ -23,7 +23,11 @@ const PAYLOAD_VERSION: u8 = 1;
 /// A stage whose state a checkpoint can hold.
 pub trait Stage: Sized {
     fn snapshot(&self, out: &mut Vec<u8>);
-    fn restore(config: &Config, touches_partitions: u32, bytes: &[u8]) -> Result<Self, SnapshotError>;
+    fn restore(
+        config: &Config,
+        touches_partitions: u32,
+        bytes: &[u8],
+    ) -> Result<Self, SnapshotError>;
     fn fresh(config: &Config, touches_partitions: u32) -> Result<Self, String>;
     fn engine(&self) -> &Engine;
 }
@@ -95,7 +99,9 @@ impl<T: Stage> Owner<T> {
             .copied()
             .unwrap_or(0);
         let loaded = checkpoints.latest().with_context(|| {
-            format!("state: {name}: refusing to take the partition on state that cannot be verified")
+            format!(
+                "state: {name}: refusing to take the partition on state that cannot be verified"
+            )
         })?;
         let mut owner = Owner {
             stage: T::fresh(config, touches_partitions).map_err(|e| anyhow!(e))?,
@@ -113,7 +119,8 @@ impl<T: Stage> Owner<T> {
         counters
             .fallbacks
             .fetch_add(loaded.skipped.len() as u64, Ordering::Relaxed);
-        let fail = |e: SnapshotError| anyhow!("state: {name} generation {}: {e}", loaded.generation);
+        let fail =
+            |e: SnapshotError| anyhow!("state: {name} generation {}: {e}", loaded.generation);
         let mut r = Reader::new(&loaded.payload);
         r.section("stage checkpoint");
         let version = r.u8().map_err(fail)?;
@@ -129,7 +136,8 @@ impl<T: Stage> Owner<T> {
             let next = r.i64().map_err(fail)?;
             owner.dlq_written.insert(partition, next);
         }
-        owner.stage = T::restore(config, touches_partitions, r.bytes().map_err(fail)?).map_err(fail)?;
+        owner.stage =
+            T::restore(config, touches_partitions, r.bytes().map_err(fail)?).map_err(fail)?;
         r.finish().map_err(fail)?;
         counters.restores.fetch_add(1, Ordering::Relaxed);
         tracing::info!(

@@ -298,7 +298,9 @@ impl Worker {
                         "the internal topics do not acknowledge: holding the consumer back"
                     );
                 }
-                Err(error) => return Err(anyhow!("cannot deliver to the internal topics: {error}")),
+                Err(error) => {
+                    return Err(anyhow!("cannot deliver to the internal topics: {error}"));
+                }
             }
         }
         let mut letters = self.letters();
@@ -536,9 +538,9 @@ impl ConsumerContext for Group {
         if let Err(error) = result {
             tracing::error!(%error, "cannot apply the rebalance");
         }
-        self.worker
-            .shared
-            .ready
-            .store(err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS, Ordering::Relaxed);
+        self.worker.shared.ready.store(
+            err == RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS,
+            Ordering::Relaxed,
+        );
     }
 }
