@@ -6,7 +6,6 @@
 mod common;
 mod live;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -16,7 +15,6 @@ use rdkafka::message::{Headers, Message};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use spiral::config::Config;
 use spiral::service::Service;
-use spiral::summary::Summary;
 
 const INPUT: &str = "touchpoints";
 const DLQ: &str = "dead-letters";
@@ -46,68 +44,6 @@ impl Instance {
             .block_on(self.service.stop())
             .expect("a clean stop");
     }
-}
-
-/// The summaries of all instances added up.
-fn merged(instances: &[&Instance]) -> Summary {
-    let mut summaries = instances.iter().map(|i| live::summary_of(i.addr()));
-    let mut merged = summaries.next().expect("an instance");
-    for summary in summaries {
-        merged.add(&summary).expect("same funnels");
-    }
-    merged
-}
-
-/// Waits until all instances together have read `n` messages and the merged watermark has
-/// not moved for two seconds.
-fn settled(instances: &[&Instance], n: u64, timeout: Duration) -> Summary {
-    let start = Instant::now();
-    let mut last: Option<(Summary, Instant)> = None;
-    loop {
-        let summary = merged(instances);
-        assert!(
-            start.elapsed() < timeout,
-            "the instances read {} of {n} messages in {timeout:?}: {summary:?}",
-            summary.events.received
-        );
-        assert!(summary.events.received <= n, "counted twice: {summary:?}");
-        if summary.events.received == n {
-            match &last {
-                Some((prev, since)) if *prev == summary => {
-                    if since.elapsed() > Duration::from_secs(2) {
-                        return summary;
-                    }
-                }
-                _ => last = Some((summary, Instant::now())),
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-/// Every instance's scrape summed over `partition` (and so over instances), as
-/// `sum without (partition, instance)` does.
-fn summed_scrape(instances: &[&Instance]) -> String {
-    let mut sums: HashMap<String, f64> = HashMap::new();
-    let mut partitions = Vec::new();
-    for instance in instances {
-        let text = live::http_get(instance.addr(), "/metrics").1;
-        for (key, value) in live::scrape_values(&text) {
-            let Some(at) = key.find("partition=\"") else {
-                continue;
-            };
-            let end = at + key[at + 11..].find('"').expect("closing quote") + 12;
-            partitions.push(key[at + 11..end - 1].to_string());
-            let mut stripped = format!("{}{}", &key[..at], &key[end..]);
-            stripped = stripped.replace(",}", "}").replace("{}", "");
-            *sums.entry(stripped).or_default() += value;
-        }
-    }
-    assert!(
-        !partitions.is_empty(),
-        "no series carries a partition label"
-    );
-    sums.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
 }
 
 /// Source coordinates of every letter on the dead-letter topic.
@@ -167,7 +103,7 @@ fn one_to_three_to_one_instances_add_up_to_the_replay() {
     // 1 instance reads the first third.
     let first = Instance::start(&config);
     live::produce(&brokers, INPUT, 4, &lines[..thirds[0]]);
-    let summary = settled(&[&first], thirds[0] as u64, Duration::from_secs(90));
+    let summary = live::settled_merged(&[first.addr()], thirds[0] as u64, Duration::from_secs(90));
     let (expected, _) = live::replay(&config, &lines[..thirds[0]], summary.watermark.as_deref());
     assert_eq!(live::order_free(summary), live::order_free(expected));
 
@@ -176,13 +112,14 @@ fn one_to_three_to_one_instances_add_up_to_the_replay() {
     let third = Instance::start(&config);
     live::produce(&brokers, INPUT, 4, &lines[thirds[0]..thirds[1]]);
     let all = [&first, &second, &third];
-    let summary = settled(&all, thirds[1] as u64, Duration::from_secs(120));
+    let addrs: Vec<SocketAddr> = all.iter().map(|i| i.addr()).collect();
+    let summary = live::settled_merged(&addrs, thirds[1] as u64, Duration::from_secs(120));
     let (expected, _) = live::replay(&config, &lines[..thirds[1]], summary.watermark.as_deref());
     assert_eq!(
         live::order_free(summary.clone()),
         live::order_free(expected)
     );
-    live::assert_metrics_match(&summed_scrape(&all), &summary);
+    live::assert_metrics_match(&live::summed_scrape(&addrs), &summary);
     let owners = all
         .iter()
         .filter(|i| live::summary_of(i.addr()).funnels[0].stages[0].entered > 0)
@@ -209,13 +146,13 @@ fn one_to_three_to_one_instances_add_up_to_the_replay() {
     second.stop();
     third.stop();
     live::produce(&brokers, INPUT, 4, &lines[thirds[1]..]);
-    let summary = settled(&[&first], lines.len() as u64, Duration::from_secs(120));
+    let summary = live::settled_merged(&[first.addr()], lines.len() as u64, Duration::from_secs(120));
     let (expected, rejected) = live::replay(&config, &lines, summary.watermark.as_deref());
     assert_eq!(
         live::order_free(summary.clone()),
         live::order_free(expected)
     );
-    live::assert_metrics_match(&summed_scrape(&[&first]), &summary);
+    live::assert_metrics_match(&live::summed_scrape(&[first.addr()]), &summary);
 
     // Each rejected message is on the dead-letter topic once.
     let letters = dead_letters(&brokers);

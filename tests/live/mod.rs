@@ -267,6 +267,68 @@ pub fn settled_summary(addr: SocketAddr, n: u64, timeout: Duration) -> Summary {
     }
 }
 
+/// The summaries of instances that each own part of the stream (scale-out), added up.
+pub fn merged(addrs: &[SocketAddr]) -> Summary {
+    let mut summaries = addrs.iter().map(|&a| summary_of(a));
+    let mut merged = summaries.next().expect("an instance");
+    for summary in summaries {
+        merged.add(&summary).expect("same funnels");
+    }
+    merged
+}
+
+/// Waits until all instances together have read `n` messages and the merged watermark has
+/// not moved for two seconds.
+pub fn settled_merged(addrs: &[SocketAddr], n: u64, timeout: Duration) -> Summary {
+    let start = Instant::now();
+    let mut last: Option<(Summary, Instant)> = None;
+    loop {
+        let summary = merged(addrs);
+        assert!(
+            start.elapsed() < timeout,
+            "the instances read {} of {n} messages in {timeout:?}: {summary:?}",
+            summary.events.received
+        );
+        assert!(summary.events.received <= n, "counted twice: {summary:?}");
+        if summary.events.received == n {
+            match &last {
+                Some((prev, since)) if *prev == summary => {
+                    if since.elapsed() > Duration::from_secs(2) {
+                        return summary;
+                    }
+                }
+                _ => last = Some((summary, Instant::now())),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Every instance's scrape summed over `partition` (and so over instances), as
+/// `sum without (partition, instance)` does.
+pub fn summed_scrape(addrs: &[SocketAddr]) -> String {
+    let mut sums: HashMap<String, f64> = HashMap::new();
+    let mut partitions = Vec::new();
+    for &addr in addrs {
+        let text = http_get(addr, "/metrics").1;
+        for (key, value) in scrape_values(&text) {
+            let Some(at) = key.find("partition=\"") else {
+                continue;
+            };
+            let end = at + key[at + 11..].find('"').expect("closing quote") + 12;
+            partitions.push(key[at + 11..end - 1].to_string());
+            let mut stripped = format!("{}{}", &key[..at], &key[end..]);
+            stripped = stripped.replace(",}", "}").replace("{}", "");
+            *sums.entry(stripped).or_default() += value;
+        }
+    }
+    assert!(
+        !partitions.is_empty(),
+        "no series carries a partition label"
+    );
+    sums.iter().map(|(k, v)| format!("{k} {v}\n")).collect()
+}
+
 /// Parses a Prometheus text scrape into (name{labels}, value) with labels in written order.
 pub fn scrape_values(text: &str) -> HashMap<String, f64> {
     text.lines()

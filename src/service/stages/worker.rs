@@ -486,6 +486,10 @@ impl Group {
 }
 
 impl ClientContext for Group {
+    /// The consumer defaults ask for statistics every second (the single engine reads lag
+    /// from them); the stages do not show lag yet, and librdkafka's default would log them.
+    fn stats(&self, _: rdkafka::statistics::Statistics) {}
+
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
