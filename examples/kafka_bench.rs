@@ -88,6 +88,10 @@ struct Args {
     /// needs `--state` on.
     #[arg(long)]
     export: bool,
+    /// `spiral run` with `[kafka.stages]` (scale-out's three stages, one instance) and this
+    /// many partitions of the touches topic; 0: one engine.
+    #[arg(long, default_value_t = 0)]
+    stages: i32,
     /// The configuration whose funnels `spiral run` uses; its `[kafka]`/`[http]` sections (if
     /// any) are replaced by ones pointing at the benchmark's broker.
     #[arg(long, default_value = "config/spiral.toml")]
@@ -189,6 +193,10 @@ fn main() {
     // (b) spiral run.
     if args.with_spiral {
         broker.create_topic("spiral.dlq", 1);
+        if args.stages > 0 {
+            broker.create_topic("spiral.events", 1);
+            broker.create_topic("spiral.touches", args.stages);
+        }
         match run_spiral(&args, &broker, lines.len() as u64) {
             Ok((from_start, from_first)) => {
                 let bytes = lines.bytes() as u64;
@@ -565,6 +573,13 @@ listen = "{listen}"
 "auto.offset.reset" = "earliest"
 "#
     ));
+    if args.stages > 0 {
+        out = out.replacen(
+            "\n[http]\n",
+            "\n[kafka.stages]\nevents_topic = \"spiral.events\"\ntouches_topic = \"spiral.touches\"\n\n[http]\n",
+            1,
+        );
+    }
     // `[kafka.consumer]` stays last: the --consumer settings below are appended to it.
     let state = if args.state == "off" {
         "enabled = false".to_string()

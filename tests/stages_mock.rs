@@ -103,7 +103,12 @@ fn one_to_three_to_one_instances_add_up_to_the_replay() {
     // 1 instance reads the first third.
     let first = Instance::start(&config);
     live::produce(&brokers, INPUT, 4, &lines[..thirds[0]]);
-    let summary = live::settled_merged(&[first.addr()], thirds[0] as u64, Duration::from_secs(90));
+    let summary = live::settled_merged(
+        &[first.addr()],
+        thirds[0] as u64,
+        6,
+        Duration::from_secs(90),
+    );
     let (expected, _) = live::replay(&config, &lines[..thirds[0]], summary.watermark.as_deref());
     assert_eq!(live::order_free(summary), live::order_free(expected));
 
@@ -113,7 +118,7 @@ fn one_to_three_to_one_instances_add_up_to_the_replay() {
     live::produce(&brokers, INPUT, 4, &lines[thirds[0]..thirds[1]]);
     let all = [&first, &second, &third];
     let addrs: Vec<SocketAddr> = all.iter().map(|i| i.addr()).collect();
-    let summary = live::settled_merged(&addrs, thirds[1] as u64, Duration::from_secs(120));
+    let summary = live::settled_merged(&addrs, thirds[1] as u64, 6, Duration::from_secs(120));
     let (expected, _) = live::replay(&config, &lines[..thirds[1]], summary.watermark.as_deref());
     assert_eq!(
         live::order_free(summary.clone()),
@@ -146,7 +151,12 @@ fn one_to_three_to_one_instances_add_up_to_the_replay() {
     second.stop();
     third.stop();
     live::produce(&brokers, INPUT, 4, &lines[thirds[1]..]);
-    let summary = live::settled_merged(&[first.addr()], lines.len() as u64, Duration::from_secs(120));
+    let summary = live::settled_merged(
+        &[first.addr()],
+        lines.len() as u64,
+        6,
+        Duration::from_secs(120),
+    );
     let (expected, rejected) = live::replay(&config, &lines, summary.watermark.as_deref());
     assert_eq!(
         live::order_free(summary.clone()),

@@ -63,7 +63,13 @@ impl Lcg {
 #[test]
 fn instances_killed_at_random_moments_lose_nothing_and_count_nothing_twice() {
     let broker = Broker::start();
-    for (topic, partitions) in [(ONLINE, 3), (IDENTITY, 2), (DLQ, 1), (EVENTS, 1), (TOUCHES, 4)] {
+    for (topic, partitions) in [
+        (ONLINE, 3),
+        (IDENTITY, 2),
+        (DLQ, 1),
+        (EVENTS, 1),
+        (TOUCHES, 4),
+    ] {
         broker.create_topic(topic, partitions);
     }
     let lines = live::traffic(47, 3_000, 30_000);
@@ -115,7 +121,7 @@ fn instances_killed_at_random_moments_lose_nothing_and_count_nothing_twice() {
     for (instance, &addr) in running.iter().zip(&addrs) {
         instance.wait_ready(addr, Duration::from_secs(120));
     }
-    let summary = live::settled_merged(&addrs, lines.len() as u64, Duration::from_secs(300));
+    let summary = live::settled_merged(&addrs, lines.len() as u64, 4, Duration::from_secs(300));
     let scrape = live::summed_scrape(&addrs);
     live::assert_metrics_match(&scrape, &summary);
     let restores: f64 = addrs
@@ -126,7 +132,10 @@ fn instances_killed_at_random_moments_lose_nothing_and_count_nothing_twice() {
                 .copied()
         })
         .sum();
-    assert!(restores > 0.0, "no stage partition was taken over from a checkpoint");
+    assert!(
+        restores > 0.0,
+        "no stage partition was taken over from a checkpoint"
+    );
 
     // The oracle: a replay of what is on the input topics, decided at the live watermark.
     let records: Vec<_> = broker
@@ -138,7 +147,9 @@ fn instances_killed_at_random_moments_lose_nothing_and_count_nothing_twice() {
     let watermark = summary.watermark.clone().expect("a live watermark");
     let replayed = replay_payloads(
         &config,
-        records.iter().map(|r| r.payload.as_deref().unwrap_or_default()),
+        records
+            .iter()
+            .map(|r| r.payload.as_deref().unwrap_or_default()),
         &watermark,
         dir.path(),
     );

@@ -295,7 +295,10 @@ mod tests {
     #[test]
     fn an_account_has_one_partition_in_every_build_and_accounts_spread() {
         // Fixed values: a change here moves accounts between partitions and their state.
-        let first: Vec<u32> = ["acme", "a", ""].iter().map(|a| partition_of(a, 1000)).collect();
+        let first: Vec<u32> = ["acme", "a", ""]
+            .iter()
+            .map(|a| partition_of(a, 1000))
+            .collect();
         assert_eq!(first, FIXED);
         assert_eq!(partition_of("acme", 0), 0);
         let mut counts = [0u32; 4];

@@ -279,10 +279,22 @@ pub fn merged(addrs: &[SocketAddr]) -> Summary {
 
 /// Waits until all instances together have read `n` messages and the merged watermark has
 /// not moved for two seconds.
-pub fn settled_merged(addrs: &[SocketAddr], n: u64, timeout: Duration) -> Summary {
+pub fn settled_merged(
+    addrs: &[SocketAddr],
+    n: u64,
+    touches_partitions: usize,
+    timeout: Duration,
+) -> Summary {
     let start = Instant::now();
     let mut last: Option<(Summary, Instant)> = None;
     loop {
+        // A partition no instance holds (still assigned to a member that was killed, until
+        // its session times out) leaves its numbers out of every summary: not settled.
+        if !every_stage_partition_owned_once(addrs, touches_partitions) {
+            last = None;
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        }
         let summary = merged(addrs);
         assert!(
             start.elapsed() < timeout,
@@ -302,6 +314,32 @@ pub fn settled_merged(addrs: &[SocketAddr], n: u64, timeout: Duration) -> Summar
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Whether the instances together export `events-0` and each of `touches_partitions` touches
+/// partitions, each from one instance only (the `partition` labels in their scrapes).
+pub fn every_stage_partition_owned_once(addrs: &[SocketAddr], touches_partitions: usize) -> bool {
+    let mut owned = Vec::new();
+    for &addr in addrs {
+        let text = http_get(addr, "/metrics").1;
+        let mut mine: Vec<String> = scrape_values(&text)
+            .keys()
+            .filter_map(|key| {
+                let at = key.find("partition=\"")? + 11;
+                Some(key[at..at + key[at..].find('"')?].to_string())
+            })
+            .collect();
+        mine.sort();
+        mine.dedup();
+        owned.extend(mine);
+    }
+    let mut expected: Vec<String> = (0..touches_partitions)
+        .map(|p| format!("touches-{p}"))
+        .collect();
+    expected.push("events-0".to_string());
+    expected.sort();
+    owned.sort();
+    owned == expected
 }
 
 /// Every instance's scrape summed over `partition` (and so over instances), as
