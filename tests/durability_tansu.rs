@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use broker::Broker;
-use live::process::{Running, free_port, replay_payloads, route, without_late};
+use live::process::{Lcg, Running, free_port, replay_payloads, route, without_late};
 
 const ONLINE: &str = "touchpoints.online";
 const IDENTITY: &str = "identity";
@@ -84,19 +84,6 @@ fn assert_equals_replay(
     let replayed = replay_payloads(config, payloads, watermark, dir);
     assert_eq!(without_late(live), without_late(replayed));
     records
-}
-
-/// A small deterministic generator for kill times (no dependency on the run's timing).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        lo + (self.0 >> 33) % (hi - lo)
-    }
 }
 
 #[test]

@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use common::streams::*;
 use proptest::prelude::*;
@@ -348,26 +348,6 @@ impl Whole {
         }
         self.read = events.len();
     }
-}
-
-fn entries_by_labels(engines: &[&Engine]) -> HashMap<(usize, u8, bool, Vec<String>), i64> {
-    let mut all: HashMap<_, i64> = HashMap::new();
-    for engine in engines {
-        for (f, stats) in engine.stats().iter().enumerate() {
-            for (&(stage, online, dims), &n) in stats.entered_by_dims.as_ref().expect("dimensions")
-            {
-                let labels = engine
-                    .dimensions()
-                    .labels(dims)
-                    .into_iter()
-                    .map(str::to_string)
-                    .collect();
-                *all.entry((f, stage, online, labels)).or_default() += n;
-            }
-        }
-    }
-    all.retain(|_, n| *n != 0);
-    all
 }
 
 proptest! {

@@ -26,11 +26,7 @@ use super::state::Shared;
 pub fn render(shared: &Shared, process: &Registry) -> String {
     let mut families = business(shared);
     families.extend(process.gather());
-    let mut out = Vec::new();
-    TextEncoder::new()
-        .encode(&families, &mut out)
-        .expect("text encoding into memory cannot fail");
-    String::from_utf8(out).expect("the text format is UTF-8")
+    text(&families)
 }
 
 /// Scale-out's metrics (`service::stages`): each owned stage partition's engine under its
@@ -47,9 +43,13 @@ pub fn render_stages(
     checkpoint_metrics(&mut m, checkpoints);
     families.extend(m.0.into_iter().filter(|f| !f.get_metric().is_empty()));
     families.extend(process.gather());
+    text(&families)
+}
+
+fn text(families: &[MetricFamily]) -> String {
     let mut out = Vec::new();
     TextEncoder::new()
-        .encode(&families, &mut out)
+        .encode(families, &mut out)
         .expect("text encoding into memory cannot fail");
     String::from_utf8(out).expect("the text format is UTF-8")
 }

@@ -193,14 +193,7 @@ impl ClientContext for GroupContext {
     }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
-            _ => tracing::debug!(target: "librdkafka", fac, "{message}"),
-        }
+        log_librdkafka(level, fac, message);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -294,7 +287,20 @@ impl ConsumerContext for GroupContext {
     }
 }
 
-fn commit(consumer: &BaseConsumer<GroupContext>, why: &str) {
+/// librdkafka's log lines in ours: errors as errors, warnings as warnings, the rest at debug.
+pub fn log_librdkafka(level: RDKafkaLogLevel, fac: &str, message: &str) {
+    match level {
+        RDKafkaLogLevel::Emerg
+        | RDKafkaLogLevel::Alert
+        | RDKafkaLogLevel::Critical
+        | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
+        RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
+        _ => tracing::debug!(target: "librdkafka", fac, "{message}"),
+    }
+}
+
+/// Commits the stored offsets now (at a revocation, a checkpoint, shutdown).
+pub fn commit<C: ConsumerContext>(consumer: &BaseConsumer<C>, why: &str) {
     match consumer.commit_consumer_state(CommitMode::Sync) {
         Ok(()) => tracing::debug!(why, "offsets committed"),
         // Nothing stored since the last commit.

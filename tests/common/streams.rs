@@ -3,7 +3,9 @@
 
 use proptest::prelude::*;
 use serde_json::json;
+use spiral::engine::Engine;
 use spiral::summary::Summary;
+use std::collections::HashMap;
 
 use super::DAY;
 
@@ -199,4 +201,26 @@ pub fn shuffled<T: Clone>(items: &[T], seed: u64) -> Vec<T> {
         v.swap(i, (state % (i as u64 + 1)) as usize);
     }
     v
+}
+
+/// Stage entries by (funnel, stage, online, label values) summed over `engines`, zeros left
+/// out: engines that each own some accounts add up to one engine's breakdown.
+pub fn entries_by_labels(engines: &[&Engine]) -> HashMap<(usize, u8, bool, Vec<String>), i64> {
+    let mut all: HashMap<_, i64> = HashMap::new();
+    for engine in engines {
+        for (f, stats) in engine.stats().iter().enumerate() {
+            for (&(stage, online, dims), &n) in stats.entered_by_dims.as_ref().expect("dimensions")
+            {
+                let labels = engine
+                    .dimensions()
+                    .labels(dims)
+                    .into_iter()
+                    .map(str::to_string)
+                    .collect();
+                *all.entry((f, stage, online, labels)).or_default() += n;
+            }
+        }
+    }
+    all.retain(|_, n| *n != 0);
+    all
 }

@@ -164,3 +164,16 @@ pub fn replay_payloads<'a>(
     file.into_inner().unwrap().sync_all().unwrap();
     run_replay(config, &input, watermark, dir)
 }
+
+/// A small deterministic generator for stop times (no dependency on the run's timing).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next_ms(&mut self, lo: u64, hi: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        lo + (self.0 >> 33) % (hi - lo)
+    }
+}
