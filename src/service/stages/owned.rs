@@ -150,9 +150,10 @@ impl<T: Stage> Owner<T> {
         Ok(owner)
     }
 
-    /// Writes the next generation. A fenced save means another instance has taken the
-    /// partition: the error stops the service rather than let two states diverge.
-    pub fn save(&mut self, counters: &CheckpointCounters) -> Result<()> {
+    /// Writes the next generation. `Ok(false)`: fenced, another instance has taken the
+    /// partition (the group moved it while this one was busy and had not heard yet); its
+    /// caller drops the partition, whose state is the new owner's now.
+    pub fn save(&mut self, counters: &CheckpointCounters) -> Result<bool> {
         let started = Instant::now();
         let mut snapshot = Vec::new();
         self.stage.snapshot(&mut snapshot);
@@ -177,7 +178,15 @@ impl<T: Stage> Owner<T> {
                     .last_duration_us
                     .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 counters.saved.fetch_add(1, Ordering::Relaxed);
-                Ok(())
+                Ok(true)
+            }
+            Err(error) if Checkpoints::is_fenced(&error) => {
+                tracing::warn!(
+                    partition = %self.name,
+                    %error,
+                    "the partition was taken over by another instance: dropping it here"
+                );
+                Ok(false)
             }
             Err(error) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
@@ -217,5 +226,42 @@ impl Owned {
                     .values()
                     .map(|o| (o.name.as_str(), o.stage.engine())),
             )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkpoint::LocalDir;
+
+    const CONFIG: &str = r#"
+[[funnel]]
+name = "f"
+stages = ["a", "b"]
+conversion_window = "1d"
+"#;
+
+    #[test]
+    fn a_partition_taken_over_is_fenced_for_its_old_owner_and_resumes_at_its_offset() {
+        let config = Config::parse(CONFIG, "t.toml").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root: Arc<dyn Storage> = Arc::new(LocalDir::new(dir.path()).unwrap());
+        let counters = CheckpointCounters::default();
+        let open = || Owner::<Place>::open(&root, "touches-2", 3, &config, 4, &counters).unwrap();
+        let mut old = open();
+        old.next = 40;
+        assert!(old.save(&counters).unwrap());
+        // The group moves the partition; its new owner resumes where the old one saved.
+        let mut new = open();
+        assert_eq!(new.next, 40);
+        new.next = 55;
+        assert!(new.save(&counters).unwrap());
+        // The old owner, which had not heard, may not write over it.
+        assert!(!old.save(&counters).unwrap());
+        assert_eq!(open().next, 55);
+        // Another partition's generations are its own.
+        let other = Owner::<Place>::open(&root, "touches-3", 3, &config, 4, &counters).unwrap();
+        assert_eq!(other.next, 0);
+        assert_eq!(counters.restores.load(Ordering::Relaxed), 2);
     }
 }

@@ -336,15 +336,24 @@ impl Worker {
         }
     }
 
-    /// Every owned stage partition to its next checkpoint generation.
+    /// Every owned stage partition to its next checkpoint generation; one another instance
+    /// has taken over meanwhile is dropped.
     fn checkpoint_all(&self) -> Result<()> {
         let mut owned = self.shared.owned();
         let counters = &self.shared.checkpoints;
-        if let Some(owner) = owned.resolve.as_mut() {
-            owner.save(counters)?;
+        if let Some(owner) = owned.resolve.as_mut()
+            && !owner.save(counters)?
+        {
+            owned.resolve = None;
         }
-        for owner in owned.journeys.values_mut() {
-            owner.save(counters)?;
+        let mut lost = Vec::new();
+        for (&partition, owner) in owned.journeys.iter_mut() {
+            if !owner.save(counters)? {
+                lost.push(partition);
+            }
+        }
+        for partition in lost {
+            owned.journeys.remove(&partition);
         }
         self.inner().last_checkpoint = Instant::now();
         Ok(())
@@ -355,15 +364,25 @@ impl Worker {
     fn revoke(&self, consumer: &BaseConsumer<Group>, list: &TopicPartitionList) -> Result<()> {
         self.deliver()?;
         self.store_offsets(consumer);
+        // Lost, not revoked (the group went on without this member, which was too slow to
+        // answer): another instance may own them already, so their state is dropped unsaved.
+        let lost = consumer.assignment_lost();
+        if lost {
+            tracing::warn!(
+                "the group reassigned this instance's partitions before it answered: dropping                  their state unsaved, their new owners resume from their checkpoints"
+            );
+        }
         let counters = &self.shared.checkpoints;
         for e in list.elements() {
             let (topic, partition) = (e.topic(), e.partition());
             if topic == self.names.events_topic {
-                if let Some(mut owner) = self.shared.owned().resolve.take() {
+                let owner = self.shared.owned().resolve.take();
+                if let Some(mut owner) = owner.filter(|_| !lost) {
                     owner.save(counters)?;
                 }
             } else if topic == self.names.touches_topic {
-                if let Some(mut owner) = self.shared.owned().journeys.remove(&partition) {
+                let owner = self.shared.owned().journeys.remove(&partition);
+                if let Some(mut owner) = owner.filter(|_| !lost) {
                     owner.save(counters)?;
                 }
             } else {
