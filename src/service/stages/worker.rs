@@ -3,9 +3,9 @@
 //! forwarded (A), `spiral.events` goes through stage B when this instance holds it, and each
 //! `spiral.touches` partition it holds through its journeys engine (C).
 //!
-//! Nothing is acknowledged before what it produced is: after each batch the producer is
-//! flushed and the dead letters delivered, and only then are input offsets stored and stage
-//! checkpoints written. A crash at any point redoes work that the next stage recognises
+//! Nothing is acknowledged before what it produced is: every 200 ms, and before a checkpoint
+//! or a revocation, the producer is flushed and the dead letters delivered, and only then are
+//! input offsets stored and stage checkpoints written. A crash at any point redoes work that the next stage recognises
 //! (B by input offset, C by [`crate::topology::Seq`]).
 
 use std::collections::{BTreeMap, HashSet};
@@ -38,6 +38,9 @@ use super::owned::Owner;
 /// checkpoint.
 const DLQ_SCAN_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How often what the stages produced is waited for, and then input offsets stored.
+const DELIVER_EVERY: Duration = Duration::from_millis(200);
+
 /// An input partition as stage A sees it.
 struct Input {
     last_message: Instant,
@@ -68,6 +71,7 @@ struct Inner {
     already_dead: HashSet<Coordinates>,
     out: Vec<Outgoing>,
     last_checkpoint: Instant,
+    last_delivery: Instant,
 }
 
 impl Worker {
@@ -105,6 +109,7 @@ impl Worker {
                 already_dead: HashSet::new(),
                 out: Vec::new(),
                 last_checkpoint: Instant::now(),
+                last_delivery: Instant::now(),
             }),
         })
     }
@@ -251,8 +256,9 @@ impl Worker {
         Ok(())
     }
 
-    /// After a batch: idle inputs and stage B's watermark are told, everything produced is
-    /// delivered, then offsets are stored and, when due, checkpoints written.
+    /// After a batch: idle inputs and stage B's watermark are told; every `DELIVER_EVERY`
+    /// everything produced is delivered, then offsets are stored and, when due, checkpoints
+    /// written.
     pub fn after_batch(&self, consumer: &BaseConsumer<Group>) -> Result<()> {
         {
             let mut inner = self.inner();
@@ -277,9 +283,14 @@ impl Worker {
             }
             self.send_touches(&mut inner.out)?;
         }
+        // Waiting for acknowledgements after every small batch would bound throughput by the
+        // broker's round trip; offsets are stored only after a delivery, so they wait too.
+        let due = self.inner().last_checkpoint.elapsed() >= self.interval;
+        if !due && self.inner().last_delivery.elapsed() < DELIVER_EVERY {
+            return Ok(());
+        }
         self.deliver()?;
         self.store_offsets(consumer);
-        let due = self.inner().last_checkpoint.elapsed() >= self.interval;
         if due {
             self.checkpoint_all()?;
             commit(consumer, "checkpoint");
@@ -303,6 +314,7 @@ impl Worker {
                 }
             }
         }
+        self.inner().last_delivery = Instant::now();
         let mut letters = self.letters();
         letters.deliver(&self.shared.dlq);
         if let Some(owner) = self.shared.owned().resolve.as_mut() {
