@@ -5,8 +5,8 @@
 //!
 //! Nothing is acknowledged before what it produced is: every 200 ms, and before a checkpoint
 //! or a revocation, the producer is flushed and the dead letters delivered, and only then are
-//! input offsets stored and stage checkpoints written. A crash at any point redoes work that the next stage recognises
-//! (B by input offset, C by [`crate::topology::Seq`]).
+//! input offsets stored and stage checkpoints written. A crash at any point redoes work that
+//! the next stage recognises (B by input offset, C by [`crate::topology::Seq`]).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
