@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow};
 use rdkafka::ClientContext;
 use rdkafka::Offset;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
@@ -27,7 +27,7 @@ use rdkafka::types::RDKafkaRespErr;
 use crate::checkpoint::Storage;
 use crate::config::{Config, KafkaConfig, StagesConfig};
 use crate::service::dlq::{DeadLetter, DeadLetters, send_queued};
-use crate::service::pipeline::client_config;
+use crate::service::pipeline::{client_config, commit, log_librdkafka};
 use crate::service::recovery::{Coordinates, dead_letters_since};
 use crate::topology::{EventsRecord, Outgoing, Place, Read, Resolve, Source, TouchesRecord};
 
@@ -487,14 +487,6 @@ impl Worker {
     }
 }
 
-fn commit(consumer: &BaseConsumer<Group>, why: &str) {
-    match consumer.commit_consumer_state(CommitMode::Sync) {
-        Ok(()) => tracing::debug!(why, "offsets committed"),
-        Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => {}
-        Err(error) => tracing::warn!(%error, why, "offset commit failed"),
-    }
-}
-
 /// The consumer's context: rebalances move stage partitions' state (a callback that fails
 /// stops the service, as a failed checkpoint does).
 pub struct Group {
@@ -522,14 +514,7 @@ impl ClientContext for Group {
     fn stats(&self, _: rdkafka::statistics::Statistics) {}
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
-        match level {
-            RDKafkaLogLevel::Emerg
-            | RDKafkaLogLevel::Alert
-            | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!(target: "librdkafka", fac, "{message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!(target: "librdkafka", fac, "{message}"),
-            _ => tracing::debug!(target: "librdkafka", fac, "{message}"),
-        }
+        log_librdkafka(level, fac, message);
     }
 }
 
