@@ -12,6 +12,7 @@
 //! - [`generate`]: seeded synthetic B2B traffic for demos, tests and benches.
 //! - [`topology`]: scale-out's stages over Spiral's internal topics, as pure state machines.
 //! - [`codec`]: the little-endian reader and writer of engine snapshots.
+//! - [`mem`]: big short-lived buffers on huge pages (checkpoints).
 
 pub mod checkpoint;
 pub mod codec;
@@ -22,6 +23,7 @@ pub mod event;
 pub mod export;
 pub mod funnel;
 pub mod generate;
+pub mod mem;
 pub mod replay;
 pub mod report;
 pub mod service;

@@ -34,6 +34,11 @@ use super::transitions::Transitions;
 
 const MAGIC: &[u8; 8] = b"SPIRALSV";
 
+/// Nice value of the checkpoint writer thread: under contention the scheduler gives it about a
+/// tenth of the weight of the consumer (nice 0), so the write fills spare cycles instead of
+/// taking them from consuming; an idle core still runs it at full speed.
+const WRITER_NICE: libc::c_int = 10;
+
 /// Checkpoint figures, exported as metrics.
 #[derive(Debug, Default)]
 pub struct CheckpointCounters {
@@ -195,8 +200,15 @@ impl Durable {
         std::thread::Builder::new()
             .name("spiral-checkpoint".into())
             .spawn(move || {
-                for job in job_rx {
+                lower_priority();
+                for mut job in job_rx {
                     let result = checkpoints.save_frame(job.generation, &job.frame);
+                    // Room for the next checkpoint, faulted in here rather than under the
+                    // consumer's snapshot (the state only grows between checkpoints).
+                    let written = job.frame.len();
+                    if reserve(&mut job.frame, written) {
+                        prefault(&mut job.frame);
+                    }
                     // The files become visible only once the state that covers them is.
                     let (mut published, mut publish_error) = (Vec::new(), None);
                     let mut transitions_sent = 0;
@@ -501,36 +513,45 @@ impl Durable {
 /// in 4 KiB pages cost about 15 µs each, over a second for 400 MB, every time a growing state
 /// outgrew the buffer. A new buffer therefore asks for transparent huge pages (2 MiB, where the
 /// kernel allows them), and grows by half again what it needs.
-pub fn reserve(frame: &mut Vec<u8>, last: usize) {
+///
+/// Returns whether it allocated. The writer thread calls it after each write, for the next
+/// checkpoint, and touches the new pages there ([`prefault`]), so the consumer thread, which
+/// takes the snapshot, normally finds the room ready and pays no page faults.
+pub fn reserve(frame: &mut Vec<u8>, last: usize) -> bool {
     if frame.capacity() >= last + last / 10 + (4 << 20) {
-        return;
+        return false;
     }
     let want = last + last / 2 + (8 << 20);
-    *frame = Vec::with_capacity(want);
-    advise_huge_pages(frame);
+    *frame = crate::mem::vec_huge(want);
+    true
 }
 
+/// Writes one byte per page of `frame`'s spare room, so the kernel backs it now, on the
+/// calling thread, instead of page by page under the next snapshot.
+pub fn prefault(frame: &mut Vec<u8>) {
+    for byte in frame.spare_capacity_mut().iter_mut().step_by(4096) {
+        byte.write(0);
+    }
+}
+
+/// Puts the calling thread (the checkpoint writer) at a lower CPU priority: a write that
+/// competes for a core with the consumer or the broker yields to them. Linux only; elsewhere
+/// (or if the call is refused) the thread keeps the default priority.
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(frame: &mut Vec<u8>) {
-    const HUGE: usize = 2 << 20;
-    let start = frame.as_mut_ptr() as usize;
-    let aligned = start.next_multiple_of(HUGE);
-    let end = (start + frame.capacity()) / HUGE * HUGE;
-    if end > aligned {
-        // SAFETY: the range lies inside the Vec's own allocation; MADV_HUGEPAGE only changes
-        // how the kernel backs those pages, never their contents.
-        unsafe {
-            libc::madvise(
-                aligned as *mut libc::c_void,
-                end - aligned,
-                libc::MADV_HUGEPAGE,
-            );
-        }
+fn lower_priority() {
+    // SAFETY: gettid has no preconditions; setpriority on a thread id changes only that
+    // thread's nice value (Linux semantics of PRIO_PROCESS with a tid).
+    let refused = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, WRITER_NICE) != 0
+    };
+    if refused {
+        tracing::debug!("cannot lower the checkpoint writer's priority; it keeps the default");
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_: &mut Vec<u8>) {}
+fn lower_priority() {}
 
 fn commit<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
