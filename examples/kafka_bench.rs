@@ -77,13 +77,18 @@ struct Args {
     /// Also run `spiral run` against the filled topic (needs a `spiral run` subcommand).
     #[arg(long)]
     with_spiral: bool,
-    /// The spiral binary for `--with-spiral`.
+    /// The spiral binary for `--with-spiral`; repeat it to compare builds, run after run.
     #[arg(long, default_value = "target/release/spiral")]
-    spiral_bin: PathBuf,
+    spiral_bin: Vec<PathBuf>,
     /// Checkpoints of `spiral run`: an interval such as `10s` (into a fresh temporary
-    /// directory), or `off` to measure without them.
-    #[arg(long, default_value = "10s")]
-    state: String,
+    /// directory), or `off` to measure without them; several, comma-separated (`off,30s`), are
+    /// run one after the other on the same topic.
+    #[arg(long, default_value = "10s", value_delimiter = ',')]
+    state: Vec<String>,
+    /// How many times to run every (binary, state) pair, interleaved (`off, 30s, off, 30s`),
+    /// so that a slow spell of the machine falls on both sides of a comparison.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
     /// `spiral run` also writes the BI files (`[export]`, into a fresh temporary directory);
     /// needs `--state` on.
     #[arg(long)]
@@ -192,28 +197,25 @@ fn main() {
 
     // (b) spiral run.
     if args.with_spiral {
-        broker.create_topic("spiral.dlq", 1);
-        if args.stages > 0 {
-            broker.create_topic("spiral.events", 1);
-            broker.create_topic("spiral.touches", args.stages);
-        }
-        match run_spiral(&args, &broker, lines.len() as u64) {
-            Ok((from_start, from_first)) => {
-                let bytes = lines.bytes() as u64;
-                println!(
-                    "(b) spiral run on tansu:          {} (from process start; from the first \
-                     event counted: {:.2} s)",
-                    Measured {
-                        bytes,
-                        ..from_start
-                    }
-                    .show(),
-                    from_first
-                );
-                let dead = broker.consume_all("spiral.dlq").len();
-                println!("    dead-letter topic holds {dead} messages");
+        let mut runs = Vec::new();
+        for _ in 0..args.rounds {
+            for bin in &args.spiral_bin {
+                for state in &args.state {
+                    let run = Run {
+                        index: runs.len(),
+                        bin,
+                        state,
+                    };
+                    runs.push(spiral_round(&args, &broker, &lines, &run));
+                }
             }
-            Err(e) => println!("(b) spiral run on tansu: not measured: {e}"),
+        }
+        if runs.len() > 1 {
+            println!("\n| run | binary | --state | msgs/s | CPU s | peak RSS MiB |");
+            println!("|---|---|---|---|---|---|");
+            for line in &runs {
+                println!("{line}");
+            }
         }
     }
     println!(
@@ -433,31 +435,108 @@ fn mock_consume(args: &Args, lines: &Lines) -> Measured {
 /// service, polls `GET /api/v1/summary` every 100 ms, and reports the time from start to
 /// `events.received == expected` (startup and group join included), and the seconds from the
 /// first poll that showed any event received.
-fn run_spiral(args: &Args, broker: &Broker, expected: u64) -> Result<(Measured, f64), String> {
-    if !args.spiral_bin.is_file() {
+/// One `spiral run` of a series: its own consumer group, dead-letter topic and state
+/// directory, so that runs over the same topic do not see each other.
+struct Run<'a> {
+    index: usize,
+    bin: &'a PathBuf,
+    state: &'a str,
+}
+
+impl Run<'_> {
+    fn dlq(&self) -> String {
+        format!("spiral.dlq.{}", self.index)
+    }
+}
+
+/// Runs `spiral run` once, prints what it measured and returns its row of the summary table.
+fn spiral_round(args: &Args, broker: &Broker, lines: &Lines, run: &Run<'_>) -> String {
+    broker.create_topic(&run.dlq(), 1);
+    if args.stages > 0 {
+        broker.create_topic(&format!("spiral.events.{}", run.index), 1);
+        broker.create_topic(&format!("spiral.touches.{}", run.index), args.stages);
+    }
+    println!(
+        "(b) run {}: {} with --state {}",
+        run.index,
+        run.bin.display(),
+        run.state
+    );
+    match run_spiral(args, broker, lines.len() as u64, run) {
+        Ok((from_start, from_first, cpu, rss)) => {
+            let bytes = lines.bytes() as u64;
+            let measured = Measured {
+                bytes,
+                ..from_start
+            };
+            println!(
+                "(b) spiral run on tansu:          {} (from process start; from the first \
+                 event counted: {:.2} s)",
+                measured.show(),
+                from_first
+            );
+            let dead = broker.consume_all(&run.dlq()).len();
+            println!("    dead-letter topic holds {dead} messages");
+            format!(
+                "| {} | {} | {} | {:.0} | {:.1} | {} |",
+                run.index,
+                run.bin.display(),
+                run.state,
+                measured.messages as f64 / measured.seconds,
+                cpu,
+                rss / 1024
+            )
+        }
+        Err(e) => {
+            println!("(b) spiral run on tansu: not measured: {e}");
+            format!(
+                "| {} | {} | {} | failed | | |",
+                run.index,
+                run.bin.display(),
+                run.state
+            )
+        }
+    }
+}
+
+/// Runs `spiral run` until it has received `expected` messages: the time from its start and
+/// from its first event, its CPU seconds and its peak RSS in KiB.
+fn run_spiral(
+    args: &Args,
+    broker: &Broker,
+    expected: u64,
+    run: &Run<'_>,
+) -> Result<(Measured, f64, f64, u64), String> {
+    if !run.bin.is_file() {
         return Err(format!(
             "{} is missing (cargo build --release)",
-            args.spiral_bin.display()
+            run.bin.display()
         ));
     }
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let http = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map_err(|e| e.to_string())?;
-    let config = spiral_config(args, &broker.bootstrap(), &http.to_string())?;
+    let config = spiral_config(
+        args,
+        &broker.bootstrap(),
+        &http.to_string(),
+        run,
+        dir.path(),
+    )?;
     let config_path = dir.path().join("bench.toml");
     std::fs::write(&config_path, config).map_err(|e| e.to_string())?;
 
     let log = std::fs::File::create(dir.path().join("spiral.log")).map_err(|e| e.to_string())?;
     let started = Instant::now();
-    let mut child = Command::new(&args.spiral_bin)
+    let mut child = Command::new(run.bin)
         .arg("run")
         .arg("--config")
         .arg(&config_path)
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
         .stderr(log)
         .spawn()
-        .map_err(|e| format!("{}: {e}", args.spiral_bin.display()))?;
+        .map_err(|e| format!("{}: {e}", run.bin.display()))?;
     let pid = child.id();
     let result = (|| {
         let deadline = started + Duration::from_secs(600);
@@ -531,11 +610,19 @@ fn run_spiral(args: &Args, broker: &Broker, expected: u64) -> Result<(Measured, 
         cpu.unwrap_or(0.0)
     );
     result
+        .map(|(measured, from_first)| (measured, from_first, cpu.unwrap_or(0.0), rss.unwrap_or(0)))
 }
 
 /// The funnel part of `--config` (its service sections left out) plus `[kafka]` and `[http]`
 /// for the benchmark.
-fn spiral_config(args: &Args, bootstrap: &str, listen: &str) -> Result<String, String> {
+fn spiral_config(
+    args: &Args,
+    bootstrap: &str,
+    listen: &str,
+    run: &Run<'_>,
+    dir: &std::path::Path,
+) -> Result<String, String> {
+    let index = run.index;
     let base = &args.config;
     let text = std::fs::read_to_string(base).map_err(|e| format!("{}: {e}", base.display()))?;
     let service_sections = [
@@ -562,9 +649,9 @@ fn spiral_config(args: &Args, bootstrap: &str, listen: &str) -> Result<String, S
         r#"
 [kafka]
 brokers = "{bootstrap}"
-group_id = "spiral-bench"
+group_id = "spiral-bench-{index}"
 topics = ["{TOPIC}"]
-dlq_topic = "spiral.dlq"
+dlq_topic = "spiral.dlq.{index}"
 
 [http]
 listen = "{listen}"
@@ -576,24 +663,29 @@ listen = "{listen}"
     if args.stages > 0 {
         out = out.replacen(
             "\n[http]\n",
-            "\n[kafka.stages]\nevents_topic = \"spiral.events\"\ntouches_topic = \"spiral.touches\"\n\n[http]\n",
+            &format!(
+                "\n[kafka.stages]\nevents_topic = \"spiral.events.{index}\"\n\
+                 touches_topic = \"spiral.touches.{index}\"\n\n[http]\n"
+            ),
             1,
         );
     }
     // `[kafka.consumer]` stays last: the --consumer settings below are appended to it.
-    let state = if args.state == "off" {
+    // State and BI files go into the run's own temporary directory, removed after it.
+    let state = if run.state == "off" {
         "enabled = false".to_string()
     } else {
-        let dir = std::env::temp_dir().join(format!("spiral-bench-state-{}", std::process::id()));
         format!(
             "dir = {:?}\ninterval = {:?}",
-            dir.display().to_string(),
-            args.state
+            dir.join("state").display().to_string(),
+            run.state
         )
     };
     let export = if args.export {
-        let dir = std::env::temp_dir().join(format!("spiral-bench-export-{}", std::process::id()));
-        format!("[export]\ndir = {:?}\n\n", dir.display().to_string())
+        format!(
+            "[export]\ndir = {:?}\n\n",
+            dir.join("export").display().to_string()
+        )
     } else {
         String::new()
     };
