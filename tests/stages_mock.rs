@@ -171,5 +171,44 @@ fn one_to_three_to_one_instances_add_up_to_the_replay() {
     unique.dedup();
     assert_eq!(unique.len(), letters.len(), "a letter was written twice");
     assert_eq!(letters.len(), rejected.len());
+
+    // The one instance left fetches every partition, inputs and stage topics alike, and its
+    // lag gauges show each of them once, caught up.
+    let mut expected: Vec<(String, i32)> = (0..4).map(|p| (INPUT.to_string(), p)).collect();
+    expected.push((EVENTS.to_string(), 0));
+    expected.extend((0..6).map(|p| (TOUCHES.to_string(), p)));
+    assert_caught_up(first.addr(), &expected);
     first.stop();
+}
+
+/// Waits (up to 30 s: statistics come every second) until `addr` shows a lag gauge of 0 for
+/// exactly the partitions `expected`.
+fn assert_caught_up(addr: SocketAddr, expected: &[(String, i32)]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = live::http_get(addr, "/metrics").1;
+        let mut lags: Vec<((String, i32), f64)> = live::scrape_values(&text)
+            .into_iter()
+            .filter_map(|(key, value)| {
+                let labels = key.strip_prefix("spiral_kafka_consumer_lag_messages{")?;
+                let label = |name: &str| {
+                    let at = labels.find(&format!("{name}=\""))? + name.len() + 2;
+                    Some(labels[at..].split('"').next()?.to_string())
+                };
+                Some(((label("topic")?, label("partition")?.parse().ok()?), value))
+            })
+            .collect();
+        lags.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut want: Vec<((String, i32), f64)> =
+            expected.iter().map(|tp| (tp.clone(), 0.0)).collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        if lags == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "lag gauges {lags:?}, expected every one of {expected:?} at 0"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }

@@ -9,6 +9,7 @@
 use prometheus::proto::{
     Bucket, Counter, Gauge, Histogram, LabelPair, Metric, MetricFamily, MetricType,
 };
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use prometheus::{Encoder, Registry, TextEncoder};
@@ -33,12 +34,18 @@ pub fn render(shared: &Shared, process: &Registry) -> String {
 /// `partition` label, then the dead letters, the checkpoints and the process.
 pub fn render_stages(
     engines: &[(String, EngineNumbers)],
+    lag: &BTreeMap<(String, i32), i64>,
     dlq: &super::dlq::DlqCounters,
     checkpoints: &CheckpointCounters,
     process: &Registry,
 ) -> String {
     let mut families = partition_families(engines);
     let mut m = Families::default();
+    lag_metrics(
+        &mut m,
+        lag.iter()
+            .map(|((topic, partition), &lag)| (topic.as_str(), *partition, lag)),
+    );
     dlq_metrics(&mut m, dlq);
     checkpoint_metrics(&mut m, checkpoints);
     families.extend(m.0.into_iter().filter(|f| !f.get_metric().is_empty()));
@@ -66,26 +73,34 @@ pub fn process_registry() -> Registry {
     registry
 }
 
-fn business(shared: &Shared) -> Vec<MetricFamily> {
-    let numbers = EngineNumbers::of(&shared.engine_now());
-    let mut m = Families::default();
-    engine_families(&mut m, &numbers);
+/// `spiral_kafka_consumer_lag_messages`: (topic, partition, lag) of each partition fetched.
+fn lag_metrics<'a>(m: &mut Families, lags: impl Iterator<Item = (&'a str, i32, i64)>) {
     let f = m.family(
         "spiral_kafka_consumer_lag_messages",
         "Messages behind the end of each assigned partition (after the last stored offset).",
         MetricType::GAUGE,
     );
-    let now = std::time::Instant::now();
-    for p in shared.partitions().status(now) {
-        if let Some(lag) = p.lag {
-            let partition = p.partition.to_string();
-            gauge(
-                f,
-                &[("topic", &p.topic), ("partition", &partition)],
-                lag as f64,
-            );
-        }
+    for (topic, partition, lag) in lags {
+        let partition = partition.to_string();
+        gauge(
+            f,
+            &[("topic", topic), ("partition", &partition)],
+            lag as f64,
+        );
     }
+}
+
+fn business(shared: &Shared) -> Vec<MetricFamily> {
+    let numbers = EngineNumbers::of(&shared.engine_now());
+    let mut m = Families::default();
+    engine_families(&mut m, &numbers);
+    let status = shared.partitions().status(std::time::Instant::now());
+    lag_metrics(
+        &mut m,
+        status
+            .iter()
+            .filter_map(|p| Some((p.topic.as_str(), p.partition, p.lag?))),
+    );
     m.single(
         "spiral_state_partitions_elsewhere",
         "Partitions this instance has read that another member of its consumer group holds now \

@@ -291,6 +291,10 @@ pub fn settled_merged(
         // A partition no instance holds (still assigned to a member that was killed, until
         // its session times out) leaves its numbers out of every summary: not settled.
         if !every_stage_partition_owned_once(addrs, touches_partitions) {
+            assert!(
+                start.elapsed() < timeout,
+                "some stage partition is not owned by exactly one instance after {timeout:?}"
+            );
             last = None;
             std::thread::sleep(Duration::from_millis(200));
             continue;
@@ -324,6 +328,8 @@ pub fn every_stage_partition_owned_once(addrs: &[SocketAddr], touches_partitions
         let text = http_get(addr, "/metrics").1;
         let mut mine: Vec<String> = scrape_values(&text)
             .keys()
+            // Consumer lag has a `partition` label too: the Kafka partition, not a stage's.
+            .filter(|key| !key.starts_with("spiral_kafka_consumer_lag_messages"))
             .filter_map(|key| {
                 let at = key.find("partition=\"")? + 11;
                 Some(key[at..at + key[at..].find('"')?].to_string())

@@ -12,6 +12,7 @@
 pub mod owned;
 pub mod worker;
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -44,6 +45,9 @@ pub struct StagesShared {
     touches_partitions: u32,
     pub dlq: DlqCounters,
     pub checkpoints: CheckpointCounters,
+    /// Messages behind each partition's end, past the last stored offset, for the partitions
+    /// this instance fetches (inputs and stage topics), from librdkafka's statistics.
+    pub lag: Mutex<BTreeMap<(String, i32), i64>>,
     pub ready: AtomicBool,
     pub stopping: AtomicBool,
     pub stopped: AtomicBool,
@@ -74,7 +78,8 @@ impl Numbers for StagesShared {
             .engines()
             .map(|(name, engine)| (name.to_string(), EngineNumbers::of(engine)))
             .collect();
-        render_stages(&engines, &self.dlq, &self.checkpoints, process)
+        let lag = self.lag.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        render_stages(&engines, &lag, &self.dlq, &self.checkpoints, process)
     }
 
     fn stopped(&self) -> bool {
@@ -166,6 +171,7 @@ pub fn start(config: &Config, storage: Option<Box<dyn Storage>>) -> Result<Start
         touches_partitions: touches,
         dlq: DlqCounters::default(),
         checkpoints: CheckpointCounters::default(),
+        lag: Mutex::default(),
         ready: AtomicBool::new(false),
         stopping: AtomicBool::new(false),
         stopped: AtomicBool::new(false),

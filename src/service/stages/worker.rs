@@ -509,9 +509,26 @@ impl Group {
 }
 
 impl ClientContext for Group {
-    /// The consumer defaults ask for statistics every second (the single engine reads lag
-    /// from them); the stages do not show lag yet, and librdkafka's default would log them.
-    fn stats(&self, _: rdkafka::statistics::Statistics) {}
+    /// Every second (the consumer defaults ask for statistics): the lag of each partition
+    /// this instance fetches now. A partition the group moved elsewhere stops being fetched
+    /// and leaves the map, so summed over instances each partition counts once.
+    fn stats(&self, statistics: rdkafka::statistics::Statistics) {
+        let mut lag = BTreeMap::new();
+        for (topic, t) in &statistics.topics {
+            for (&partition, p) in &t.partitions {
+                // -1 is librdkafka's "unassigned" pseudo-partition; -1 lag means unknown.
+                if partition >= 0 && p.fetch_state == "active" && p.consumer_lag_stored >= 0 {
+                    lag.insert((topic.clone(), partition), p.consumer_lag_stored);
+                }
+            }
+        }
+        *self
+            .worker
+            .shared
+            .lag
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = lag;
+    }
 
     fn log(&self, level: RDKafkaLogLevel, fac: &str, message: &str) {
         log_librdkafka(level, fac, message);
