@@ -11,6 +11,8 @@
 //! forgotten ids make up a third of that store, purging copies the remembered ones into a
 //! fresh one, so forgotten ids really are let go (issue #2: memory follows the window, not the
 //! whole history) while each id is copied a few times in its life, not at every purge.
+//! Compaction re-points the slots where they lie instead of rebuilding the table: rehashing
+//! every remembered id cost a random write each and was two thirds of the purge time.
 
 use std::hash::BuildHasher;
 
@@ -51,8 +53,10 @@ pub struct Dedup {
     hasher: RandomState,
     table: HashTable<Slot>,
     ids: EventIds,
-    /// Bytes of `ids` that slots still point to; the rest is forgotten ids.
-    live_bytes: usize,
+    /// Entries in `ids`, forgotten ones included (slots point to `table.len()` of them).
+    /// Entries, not bytes: counting bytes would read each forgotten id's length from the
+    /// store as it is purged, a cache miss per id.
+    stored: usize,
     purged_at: Millis,
 }
 
@@ -63,7 +67,7 @@ impl Dedup {
             hasher: RandomState::default(),
             table: HashTable::new(),
             ids: EventIds::default(),
-            live_bytes: 0,
+            stored: 0,
             purged_at: Millis::MIN,
         }
     }
@@ -92,7 +96,7 @@ impl Dedup {
             return false;
         }
         let at = self.ids.push(id);
-        self.live_bytes += key.len();
+        self.stored += 1;
         let hasher = &self.hasher;
         let ids = &self.ids;
         self.table.insert_unique(hash, Slot::new(at, time), |slot| {
@@ -110,16 +114,10 @@ impl Dedup {
         }
         self.purged_at = watermark;
         let window = self.window;
-        let ids = &self.ids;
-        let live_bytes = &mut self.live_bytes;
-        self.table.retain(|slot| {
-            let keep = watermark <= slot.time().saturating_add(window);
-            if !keep {
-                *live_bytes -= ids.encoded(slot.id).len();
-            }
-            keep
-        });
-        if self.ids.len() > self.live_bytes + self.live_bytes / 2 + 4096 {
+        self.table
+            .retain(|slot| watermark <= slot.time().saturating_add(window));
+        let live = self.table.len();
+        if self.stored > live + live / 2 + 512 {
             self.compact();
         }
     }
@@ -128,9 +126,54 @@ impl Dedup {
     /// forgotten ids in it. Ids keep their order, so the store's order (which a snapshot
     /// saves) is always the order ids were first stored in, never the table's hash order;
     /// reading the old store in order also spares a cache miss per id.
+    ///
+    /// The slots stay in their buckets and only their store positions change: every step
+    /// reads or writes in memory order (or within a bucket-sized index that fits the cache),
+    /// where rehashing each id into a cleared table wrote to a random bucket per id. Erasing
+    /// leaves a tombstone where a probe run passed the bucket, and tombstones use up the
+    /// table's room like ids do; once they fill half the room left, the table is rebuilt
+    /// instead, which clears them, so they never make it grow.
     fn compact(&mut self) {
-        let slots = sort_by_id(self.table.iter().copied().collect());
-        let mut kept = EventIds::with_capacity(self.live_bytes + self.live_bytes / 8);
+        let buckets = self.table.num_buckets();
+        let full_capacity = if buckets < 8 {
+            buckets.saturating_sub(1)
+        } else {
+            buckets / 8 * 7
+        };
+        let tombstones = full_capacity.saturating_sub(self.table.capacity());
+        if tombstones > (full_capacity - self.table.len()) / 2 {
+            return self.rebuild();
+        }
+        let table = &self.table;
+        let mut by_id = crate::mem::vec_huge(table.len());
+        by_id.extend(
+            table
+                .iter_buckets()
+                .map(|b| (table.get_bucket(b).expect("a full bucket").id, b as u32)),
+        );
+        let by_id = sort_by_key(by_id, |&(id, _)| id);
+        let mut kept = EventIds::with_capacity(
+            self.ids.len() / self.stored.max(1) * (by_id.len() + by_id.len() / 8),
+        );
+        let mut moved = vec![StrRef::MAX; buckets];
+        for &(id, bucket) in &by_id {
+            moved[bucket as usize] = kept.copy_from(&self.ids, id);
+        }
+        for (bucket, &id) in moved.iter().enumerate() {
+            if id != StrRef::MAX {
+                self.table.get_bucket_mut(bucket).expect("a full bucket").id = id;
+            }
+        }
+        self.ids = kept;
+        self.stored = self.table.len();
+    }
+
+    /// [`Dedup::compact`] by reinserting every slot into the cleared table.
+    fn rebuild(&mut self) {
+        let slots = sort_by_key(self.table.iter().copied().collect(), |slot| slot.id);
+        let mut kept = EventIds::with_capacity(
+            self.ids.len() / self.stored.max(1) * (slots.len() + slots.len() / 8),
+        );
         self.table.clear();
         for slot in slots {
             let id = kept.copy_from(&self.ids, slot.id);
@@ -142,6 +185,7 @@ impl Dedup {
                 });
         }
         self.ids = kept;
+        self.stored = self.table.len();
     }
 
     /// Ids currently remembered (including forgotten ones not yet purged).
@@ -172,7 +216,7 @@ impl Dedup {
     pub fn save(&self, w: &mut Writer<'_>) {
         let mut slots = crate::mem::vec_huge(self.table.len());
         slots.extend(self.table.iter().copied());
-        let slots = sort_by_id(slots);
+        let slots = sort_by_key(slots, |slot| slot.id);
         let id_bytes: usize = slots.iter().map(|s| self.ids.encoded(s.id).len()).sum();
         w.reserve(24 + 8 * slots.len() + id_bytes);
         w.i64(self.purged_at);
@@ -213,47 +257,47 @@ impl Dedup {
         Ok(Dedup {
             window,
             hasher,
+            stored: table.len(),
             table,
-            live_bytes: ids.len(),
             ids,
             purged_at,
         })
     }
 }
 
-/// Sorts slots by where their ids are stored: a least-significant-digit radix sort, 11 bits
-/// per pass, so three passes cover the 32-bit position (passes where every slot has the same
-/// digit are skipped). Several times faster than a comparison sort on the millions of slots a
+/// Sorts by a store position: a least-significant-digit radix sort, 11 bits per pass, so
+/// three passes cover the 32-bit position (passes where every item has the same digit are
+/// skipped). Stable. Several times faster than a comparison sort on the millions of slots a
 /// snapshot saves while the engine waits.
-fn sort_by_id(mut slots: Vec<Slot>) -> Vec<Slot> {
+fn sort_by_key<T: Copy>(mut items: Vec<T>, key: impl Fn(&T) -> StrRef) -> Vec<T> {
     const BITS: u32 = 11;
     const DIGITS: usize = 1 << BITS;
-    // The scratch half is as big as the slots: on huge pages, like the slots the snapshot
+    // The scratch half is as big as the items: on huge pages, like the slots the snapshot
     // collects (`crate::mem`), or faulting it in costs more than the sort.
-    let mut spare = crate::mem::vec_huge(slots.len());
-    spare.extend_from_slice(&slots);
+    let mut spare = crate::mem::vec_huge(items.len());
+    spare.extend_from_slice(&items);
     let mut starts = vec![0usize; DIGITS];
     for shift in (0..u32::BITS).step_by(BITS as usize) {
-        let digit = |slot: &Slot| (slot.id >> shift) as usize & (DIGITS - 1);
+        let digit = |item: &T| (key(item) >> shift) as usize & (DIGITS - 1);
         starts.fill(0);
-        for slot in &slots {
-            starts[digit(slot)] += 1;
+        for item in &items {
+            starts[digit(item)] += 1;
         }
-        if starts.contains(&slots.len()) {
+        if starts.contains(&items.len()) {
             continue;
         }
         let mut sum = 0;
         for start in &mut starts {
             (*start, sum) = (sum, sum + *start);
         }
-        for slot in &slots {
-            let at = &mut starts[digit(slot)];
-            spare[*at] = *slot;
+        for item in &items {
+            let at = &mut starts[digit(item)];
+            spare[*at] = *item;
             *at += 1;
         }
-        std::mem::swap(&mut slots, &mut spare);
+        std::mem::swap(&mut items, &mut spare);
     }
-    slots
+    items
 }
 
 #[cfg(test)]
@@ -289,7 +333,7 @@ mod tests {
     }
 
     #[test]
-    fn slots_sort_by_id_like_a_comparison_sort() {
+    fn slots_sort_by_key_like_a_comparison_sort() {
         let mut state = 0x9e37_79b9_7f4a_7c15u64;
         let mut slots: Vec<Slot> = (0..5000)
             .map(|i| {
@@ -304,11 +348,64 @@ mod tests {
                 Slot::new(id, i)
             })
             .collect();
-        let sorted = sort_by_id(slots.clone());
+        let sorted = sort_by_key(slots.clone(), |slot| slot.id);
         slots.sort_by_key(|slot| slot.id);
         let key = |s: &[Slot]| s.iter().map(|s| (s.id, s.time())).collect::<Vec<_>>();
         assert_eq!(key(&sorted), key(&slots), "stable, like sort_by_key");
-        assert!(sort_by_id(Vec::new()).is_empty());
+        assert!(sort_by_key(Vec::<Slot>::new(), |slot| slot.id).is_empty());
+    }
+
+    #[test]
+    fn compaction_in_place_or_by_rebuild_keeps_what_is_remembered() {
+        // A model of the rule (SPEC §1) beside the table, through many purges, with both
+        // kinds of compaction forced in turn as well as the ones purging decides on.
+        let mut dedup = Dedup::new(DAY);
+        let mut model = std::collections::HashMap::<String, Millis>::new();
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut watermark = Millis::MIN;
+        let (mut rebuilt, mut in_place) = (0, 0);
+        for i in 0..60_000i64 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            // Ids repeat within and beyond the window; some are long enough to go unpacked.
+            let n = state % 9000;
+            let name = if n % 7 == 0 {
+                format!("id-{n}-{}", "x".repeat(n as usize % 40))
+            } else {
+                format!("{n:08x}")
+            };
+            let time = i * DAY / 2000 - (state >> 40) as i64 % (DAY / 4);
+            let remembered = model.get(&name).is_some_and(|&t| watermark <= t + DAY);
+            assert_eq!(
+                dedup.accept(&id(&name), time, watermark),
+                !remembered,
+                "event {i}, id {name}"
+            );
+            if !remembered {
+                model.insert(name, time);
+            }
+            watermark = watermark.max(i * DAY / 2000 - DAY / 10);
+            dedup.purge(watermark);
+            if i % 5000 == 2500 {
+                if (i / 5000) % 2 == 0 {
+                    dedup.rebuild();
+                    rebuilt += 1;
+                } else {
+                    dedup.compact();
+                    in_place += 1;
+                }
+                assert_eq!(dedup.stored, dedup.len());
+            }
+        }
+        assert!(rebuilt > 3 && in_place > 3);
+        for (name, &time) in &model {
+            assert_eq!(
+                dedup.is_remembered(name.as_bytes(), watermark),
+                watermark <= time + DAY,
+                "{name}"
+            );
+        }
     }
 
     #[test]
