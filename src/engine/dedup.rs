@@ -370,7 +370,7 @@ mod tests {
             state ^= state << 17;
             // Ids repeat within and beyond the window; some are long enough to go unpacked.
             let n = state % 9000;
-            let name = if n % 7 == 0 {
+            let name = if n.is_multiple_of(7) {
                 format!("id-{n}-{}", "x".repeat(n as usize % 40))
             } else {
                 format!("{n:08x}")
