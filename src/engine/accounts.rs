@@ -82,7 +82,19 @@ impl Default for Accounts {
 
 impl Accounts {
     pub fn intern(&mut self, arena: &mut StrArena, name: &[u8]) -> u32 {
-        let (i, new) = self.names.intern(arena, name);
+        let hash = self.names.hash(name);
+        self.intern_hashed(arena, name, hash)
+    }
+
+    /// The hash [`Accounts::intern_hashed`] takes for `name`, with its table line prefetched.
+    pub fn prefetch(&self, name: &[u8]) -> u64 {
+        let hash = self.names.hash(name);
+        self.names.prefetch(hash);
+        hash
+    }
+
+    pub fn intern_hashed(&mut self, arena: &mut StrArena, name: &[u8], hash: u64) -> u32 {
+        let (i, new) = self.names.intern_hashed(arena, name, hash);
         if new {
             self.accounts.push(Account {
                 touches: Vec::new(),

@@ -123,7 +123,19 @@ impl Identity {
     }
 
     pub fn contact(&mut self, arena: &mut StrArena, id: &[u8]) -> u32 {
-        let (i, new) = self.contacts.intern(arena, id);
+        let hash = self.contacts.hash(id);
+        self.contact_hashed(arena, id, hash)
+    }
+
+    /// The hash [`Identity::contact_hashed`] takes for `id`, with its table line prefetched.
+    pub fn prefetch_contact(&self, id: &[u8]) -> u64 {
+        let hash = self.contacts.hash(id);
+        self.contacts.prefetch(hash);
+        hash
+    }
+
+    pub fn contact_hashed(&mut self, arena: &mut StrArena, id: &[u8], hash: u64) -> u32 {
+        let (i, new) = self.contacts.intern_hashed(arena, id, hash);
         if new {
             self.contact_account.push(NONE);
             self.contact_waiting.push(NONE);
@@ -132,7 +144,19 @@ impl Identity {
     }
 
     pub fn anon(&mut self, arena: &mut StrArena, id: &[u8]) -> u32 {
-        let (i, new) = self.anons.intern(arena, id);
+        let hash = self.anons.hash(id);
+        self.anon_hashed(arena, id, hash)
+    }
+
+    /// The hash [`Identity::anon_hashed`] takes for `id`, with its table line prefetched.
+    pub fn prefetch_anon(&self, id: &[u8]) -> u64 {
+        let hash = self.anons.hash(id);
+        self.anons.prefetch(hash);
+        hash
+    }
+
+    pub fn anon_hashed(&mut self, arena: &mut StrArena, id: &[u8], hash: u64) -> u32 {
+        let (i, new) = self.anons.intern_hashed(arena, id, hash);
         if new {
             self.anon_contact.push(NONE);
             self.anon_account.push(NONE);

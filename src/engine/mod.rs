@@ -11,6 +11,7 @@ mod dedup;
 pub mod dims;
 mod event_ids;
 mod identity;
+mod names;
 mod snapshot;
 mod split;
 pub mod store;
@@ -36,6 +37,13 @@ use dims::Dimensions;
 use event_ids::{Encoded, EventIds};
 use identity::{Identity, Ids};
 use store::StrArena;
+
+/// Hashes of an event's account, contact and anonymous ids, each in its own table.
+type IdHashes = [Option<u64>; 3];
+
+fn id_bytes<'a>(id: &'a Option<std::borrow::Cow<'_, str>>) -> Option<&'a [u8]> {
+    id.as_deref().map(str::as_bytes)
+}
 
 /// What became of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,6 +151,8 @@ impl Engine {
     pub fn apply(&mut self, event: &Event<'_>) -> Applied {
         self.counters.received += 1;
         let time = event.occurred_at;
+        // The id tables' lines start loading now and arrive while dedup waits for its own.
+        let hashes = self.hash_ids(event);
         self.id.set(event.event_id.as_bytes());
         if !self.dedup.accept(&self.id, time, self.watermark) {
             self.counters.duplicates += 1;
@@ -151,7 +161,7 @@ impl Engine {
         self.counters.accepted += 1;
         let late = event.event_type == EventType::Touch && time < self.watermark;
 
-        let ids = self.intern_ids(event);
+        let ids = self.intern_hashed(event, hashes);
         // A resolver that learns links from a log only notes them here (`split`). Its own
         // touch loses nothing by that: an event's new links never resolve its own touch
         // further than its ids and the links known before it do.
@@ -207,12 +217,39 @@ impl Engine {
         }
     }
 
-    fn intern_ids(&mut self, event: &Event<'_>) -> Ids {
-        self.intern(
-            event.account_id.as_deref(),
-            event.contact_id.as_deref(),
-            event.anonymous_id.as_deref(),
-        )
+    /// The hashes of the event's account, contact and anonymous ids in their tables, whose
+    /// lines are prefetched: the three lookups' first cache misses overlap each other and
+    /// the dedup lookup instead of following one another.
+    fn hash_ids(&self, event: &Event<'_>) -> IdHashes {
+        let account = event
+            .account_id
+            .as_deref()
+            .map(|a| self.accounts.prefetch(a.as_bytes()));
+        let contact = event
+            .contact_id
+            .as_deref()
+            .map(|c| self.identity.prefetch_contact(c.as_bytes()));
+        let anon = event
+            .anonymous_id
+            .as_deref()
+            .map(|a| self.identity.prefetch_anon(a.as_bytes()));
+        [account, contact, anon]
+    }
+
+    /// [`Engine::intern`] of the event's ids, with the hashes [`Engine::hash_ids`] gave.
+    fn intern_hashed(&mut self, event: &Event<'_>, [account, contact, anon]: IdHashes) -> Ids {
+        let arena = &mut self.arena;
+        Ids {
+            account: id_bytes(&event.account_id)
+                .zip(account)
+                .map(|(a, h)| self.accounts.intern_hashed(arena, a, h)),
+            contact: id_bytes(&event.contact_id)
+                .zip(contact)
+                .map(|(c, h)| self.identity.contact_hashed(arena, c, h)),
+            anon: id_bytes(&event.anonymous_id)
+                .zip(anon)
+                .map(|(a, h)| self.identity.anon_hashed(arena, a, h)),
+        }
     }
 
     /// Account index, contact node and anonymous node of these ids, made if new.

@@ -6,10 +6,10 @@
 //! by a `u32` offset instead of owning a `String` (24 bytes of header plus an allocation each).
 
 use foldhash::fast::RandomState;
-use hashbrown::HashTable;
 use std::hash::BuildHasher;
 
 use super::SnapshotError;
+use super::names::NameTable;
 use crate::codec::{Reader, Writer};
 
 /// Offset of a string in a [`StrArena`].
@@ -98,7 +98,7 @@ impl StrArena {
 #[derive(Debug, Default)]
 pub struct Interner {
     hasher: RandomState,
-    table: HashTable<(u32, StrRef)>,
+    table: NameTable,
     names: Vec<StrRef>,
 }
 
@@ -113,24 +113,36 @@ impl Interner {
 
     pub fn get(&self, arena: &StrArena, name: &[u8]) -> Option<u32> {
         let hash = self.hasher.hash_one(name);
-        self.table
-            .find(hash, |&(_, at)| arena.get(at) == name)
-            .map(|&(i, _)| i)
+        self.table.find(hash, |at| arena.get(at) == name)
+    }
+
+    /// The hash [`Interner::intern_hashed`] takes, so a caller can compute it early and
+    /// [`Interner::prefetch`] the table's line while it does other work.
+    #[inline]
+    pub fn hash(&self, name: &[u8]) -> u64 {
+        self.hasher.hash_one(name)
+    }
+
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        self.table.prefetch(hash);
     }
 
     /// The index of `name`, and whether it was new.
     pub fn intern(&mut self, arena: &mut StrArena, name: &[u8]) -> (u32, bool) {
-        let hash = self.hasher.hash_one(name);
-        if let Some(&(i, _)) = self.table.find(hash, |&(_, at)| arena.get(at) == name) {
+        let hash = self.hash(name);
+        self.intern_hashed(arena, name, hash)
+    }
+
+    /// [`Interner::intern`] with `hash` = [`Interner::hash`]`(name)`.
+    pub fn intern_hashed(&mut self, arena: &mut StrArena, name: &[u8], hash: u64) -> (u32, bool) {
+        if let Some(i) = self.table.find(hash, |at| arena.get(at) == name) {
             return (i, false);
         }
         let i = u32::try_from(self.names.len()).expect("fewer than 2^32 names");
         let at = arena.push(name);
         self.names.push(at);
-        let hasher = &self.hasher;
-        let arena = &*arena;
-        self.table
-            .insert_unique(hash, (i, at), |&(_, at)| hasher.hash_one(arena.get(at)));
+        self.table.insert(hash, i, at);
         (i, true)
     }
 
@@ -139,8 +151,7 @@ impl Interner {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.table.capacity() * (size_of::<(u32, StrRef)>() + 1)
-            + self.names.capacity() * size_of::<StrRef>()
+        self.table.heap_bytes() + self.names.capacity() * size_of::<StrRef>()
     }
 
     /// Saves the names only: the table is rebuilt on load (its hasher is randomly seeded, so
@@ -156,7 +167,7 @@ impl Interner {
     pub fn load(r: &mut Reader<'_>, arena: &StrArena) -> Result<Interner, SnapshotError> {
         let n = r.len(4)?;
         let hasher = RandomState::default();
-        let mut table = HashTable::with_capacity(n);
+        let mut table = NameTable::with_capacity(n);
         let mut names = Vec::with_capacity(n);
         for i in 0..n as u32 {
             let at = r.u32()?;
@@ -164,9 +175,7 @@ impl Interner {
                 return Err(r.corrupt(format_args!("name {i} is not in the string arena")));
             }
             names.push(at);
-            table.insert_unique(hasher.hash_one(arena.get(at)), (i, at), |&(_, at)| {
-                hasher.hash_one(arena.get(at))
-            });
+            table.insert(hasher.hash_one(arena.get(at)), i, at);
         }
         Ok(Interner {
             hasher,
