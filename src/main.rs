@@ -170,6 +170,7 @@ fn run(cli: Cli) -> Result<()> {
             quiet,
             inputs,
         } => {
+            spiral::mem::return_freed_memory_promptly();
             let config = Config::load(&config)?;
             let watermark = watermark
                 .map(|w| {

@@ -110,9 +110,15 @@ impl<T: Ord + Copy> TimerQueue<T> {
         let item = match (self.in_order.front(), run) {
             (Some(&a), Some((_, b))) if a <= b => self.in_order.pop_front(),
             (_, Some((i, _))) => {
-                let item = self.runs[i].pop();
-                if self.runs[i].is_empty() {
+                let run = &mut self.runs[i];
+                let item = run.pop();
+                if run.is_empty() {
                     self.runs.remove(i);
+                } else if run.len() < run.capacity() / 4 && run.capacity() > 4 * SHORT_RUN {
+                    // A run popped down to a quarter gives back its room: merged runs
+                    // otherwise keep the largest size they ever had, and all of them
+                    // together hold more than the queue ever did.
+                    run.shrink_to(2 * run.len());
                 }
                 item
             }
@@ -177,6 +183,8 @@ fn merge_into<T: Ord + Copy>(into: &mut Vec<T>, from: &[T]) {
         return;
     };
     let mut i = into.len();
+    // Exactly: doubling would leave each run up to half empty, and there are many runs.
+    into.reserve_exact(j);
     into.resize(i + j, filler);
     while j > 0 {
         let w = i + j - 1;
