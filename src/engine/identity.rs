@@ -56,6 +56,40 @@ pub struct Ids {
     pub anon: Option<u32>,
 }
 
+/// A contact's account (`NONE` until linked) and the first of its waiting touches (`NONE`).
+#[derive(Debug, Clone, Copy)]
+struct ContactNode {
+    account: u32,
+    waiting: u32,
+}
+
+impl Default for ContactNode {
+    fn default() -> Self {
+        ContactNode {
+            account: NONE,
+            waiting: NONE,
+        }
+    }
+}
+
+/// An anonymous id's contact and account (`NONE` until linked) and first waiting touch.
+#[derive(Debug, Clone, Copy)]
+struct AnonNode {
+    contact: u32,
+    account: u32,
+    waiting: u32,
+}
+
+impl Default for AnonNode {
+    fn default() -> Self {
+        AnonNode {
+            contact: NONE,
+            account: NONE,
+            waiting: NONE,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Waiting {
     touch: Touch,
@@ -73,19 +107,18 @@ struct Waiting {
 pub struct Identity {
     pending_ttl: Millis,
     contacts: Interner,
-    contact_account: Vec<u32>,
+    /// Per contact: its account link and first waiting touch, side by side so one cache line
+    /// answers both (they were separate arrays, a miss each).
+    contact_nodes: Vec<ContactNode>,
     anons: Interner,
-    anon_contact: Vec<u32>,
-    anon_account: Vec<u32>,
+    /// Per anonymous id: its contact and account links and first waiting touch.
+    anon_nodes: Vec<AnonNode>,
     slots: Vec<Waiting>,
     free: Vec<u32>,
     live: usize,
     /// Ids of waiting touches (`Waiting::touch.id` points here), and the bytes of live ones.
     pending_ids: EventIds,
     pending_id_bytes: usize,
-    /// First waiting touch registered on each contact and each anonymous id, or `NONE`.
-    contact_waiting: Vec<u32>,
-    anon_waiting: Vec<u32>,
     /// Anonymous ids with waiting touches whose contact has no account yet, by that contact.
     anons_by_contact: HashMap<u32, Vec<u32>, RandomState>,
     /// Entries in `anons_by_contact`, stale ones included, so compaction is cheap to schedule.
@@ -102,17 +135,14 @@ impl Identity {
         Identity {
             pending_ttl,
             contacts: Interner::default(),
-            contact_account: Vec::new(),
+            contact_nodes: Vec::new(),
             anons: Interner::default(),
-            anon_contact: Vec::new(),
-            anon_account: Vec::new(),
+            anon_nodes: Vec::new(),
             slots: Vec::new(),
             free: Vec::new(),
             live: 0,
             pending_ids: EventIds::default(),
             pending_id_bytes: 0,
-            contact_waiting: Vec::new(),
-            anon_waiting: Vec::new(),
             anons_by_contact: HashMap::default(),
             by_contact_entries: 0,
             releasing: Vec::new(),
@@ -137,8 +167,7 @@ impl Identity {
     pub fn contact_hashed(&mut self, arena: &mut StrArena, id: &[u8], hash: u64) -> u32 {
         let (i, new) = self.contacts.intern_hashed(arena, id, hash);
         if new {
-            self.contact_account.push(NONE);
-            self.contact_waiting.push(NONE);
+            self.contact_nodes.push(ContactNode::default());
         }
         i
     }
@@ -158,9 +187,7 @@ impl Identity {
     pub fn anon_hashed(&mut self, arena: &mut StrArena, id: &[u8], hash: u64) -> u32 {
         let (i, new) = self.anons.intern_hashed(arena, id, hash);
         if new {
-            self.anon_contact.push(NONE);
-            self.anon_account.push(NONE);
-            self.anon_waiting.push(NONE);
+            self.anon_nodes.push(AnonNode::default());
         }
         i
     }
@@ -186,10 +213,10 @@ impl Identity {
         if let Some(anon) = ids.anon
             && (anon_account || anon_contact)
         {
-            let contact = self.anon_contact[anon as usize];
+            let contact = self.anon_nodes[anon as usize].contact;
             if self.resolve_waiting(NONE, anon).is_some() {
                 self.release(Node::Anon(anon), joined, touch_ids);
-            } else if anon_contact && self.anon_waiting[anon as usize] != NONE {
+            } else if anon_contact && self.anon_nodes[anon as usize].waiting != NONE {
                 // Its touches resolve once the contact gets an account.
                 self.anons_by_contact.entry(contact).or_default().push(anon);
                 self.by_contact_entries += 1;
@@ -205,9 +232,9 @@ impl Identity {
     /// existing link makes this one a conflict.
     fn set_link(&mut self, kind: LinkKind, from: u32, to: u32) -> bool {
         let slot = match kind {
-            LinkKind::AnonContact => &mut self.anon_contact[from as usize],
-            LinkKind::AnonAccount => &mut self.anon_account[from as usize],
-            LinkKind::ContactAccount => &mut self.contact_account[from as usize],
+            LinkKind::AnonContact => &mut self.anon_nodes[from as usize].contact,
+            LinkKind::AnonAccount => &mut self.anon_nodes[from as usize].account,
+            LinkKind::ContactAccount => &mut self.contact_nodes[from as usize].account,
         };
         if *slot == NONE {
             *slot = to;
@@ -231,18 +258,18 @@ impl Identity {
     fn resolve_waiting(&self, contact: u32, anon: u32) -> Option<u32> {
         let of_contact = |c: u32| {
             (c != NONE)
-                .then(|| self.contact_account[c as usize])
+                .then(|| self.contact_nodes[c as usize].account)
                 .filter(|&a| a != NONE)
         };
         of_contact(contact).or_else(|| {
             if anon == NONE {
                 return None;
             }
-            let direct = self.anon_account[anon as usize];
+            let direct = self.anon_nodes[anon as usize].account;
             if direct != NONE {
                 Some(direct)
             } else {
-                of_contact(self.anon_contact[anon as usize])
+                of_contact(self.anon_nodes[anon as usize].contact)
             }
         })
     }
@@ -287,7 +314,7 @@ impl Identity {
         if anon != NONE {
             self.push_back(Node::Anon(anon), slot);
             // The touch also resolves when the anonymous id's own contact gets an account.
-            let via = self.anon_contact[anon as usize];
+            let via = self.anon_nodes[anon as usize].contact;
             if via != NONE && via != contact {
                 let anons = self.anons_by_contact.entry(via).or_default();
                 if anons.last() != Some(&anon) {
@@ -303,15 +330,15 @@ impl Identity {
     /// The first slot of `node`'s list, and which of a slot's links that list uses.
     fn head(&self, node: Node) -> (u32, usize) {
         match node {
-            Node::Contact(c) => (self.contact_waiting[c as usize], 0),
-            Node::Anon(a) => (self.anon_waiting[a as usize], 1),
+            Node::Contact(c) => (self.contact_nodes[c as usize].waiting, 0),
+            Node::Anon(a) => (self.anon_nodes[a as usize].waiting, 1),
         }
     }
 
     fn set_head(&mut self, node: Node, slot: u32) {
         match node {
-            Node::Contact(c) => self.contact_waiting[c as usize] = slot,
-            Node::Anon(a) => self.anon_waiting[a as usize] = slot,
+            Node::Contact(c) => self.contact_nodes[c as usize].waiting = slot,
+            Node::Anon(a) => self.anon_nodes[a as usize].waiting = slot,
         }
     }
 
@@ -431,9 +458,9 @@ impl Identity {
         if self.by_contact_entries < 1024 || self.by_contact_entries < 4 * self.live {
             return;
         }
-        let anon_waiting = &self.anon_waiting;
+        let anon_nodes = &self.anon_nodes;
         self.anons_by_contact.retain(|_, anons| {
-            anons.retain(|&a| anon_waiting[a as usize] != NONE);
+            anons.retain(|&a| anon_nodes[a as usize].waiting != NONE);
             !anons.is_empty()
         });
         self.by_contact_entries = self.anons_by_contact.values().map(Vec::len).sum();
@@ -477,14 +504,16 @@ impl Identity {
     pub fn save(&self, w: &mut Writer<'_>) {
         self.contacts.save(w);
         self.anons.save(w);
-        for v in [
-            &self.contact_account,
-            &self.contact_waiting,
-            &self.anon_contact,
-            &self.anon_account,
-            &self.anon_waiting,
+        // Field by field, as when they were separate arrays: the format did not change.
+        let (contacts, anons) = (&self.contact_nodes, &self.anon_nodes);
+        for field in [
+            contacts.iter().map(|n| n.account).collect::<Vec<_>>(),
+            contacts.iter().map(|n| n.waiting).collect(),
+            anons.iter().map(|n| n.contact).collect(),
+            anons.iter().map(|n| n.account).collect(),
+            anons.iter().map(|n| n.waiting).collect(),
         ] {
-            w.u32s(v);
+            w.u32s(&field);
         }
         self.pending_ids.save(w);
         w.reserve(8 + self.slots.len() * WAITING_BYTES);
@@ -538,11 +567,21 @@ impl Identity {
             }
             Ok(v)
         };
-        identity.contact_account = table(contacts, accounts, "contact accounts")?;
+        let contact_account = table(contacts, accounts, "contact accounts")?;
         let contact_waiting = table(contacts, usize::MAX, "contact lists")?;
-        identity.anon_contact = table(anons, contacts, "anonymous contacts")?;
-        identity.anon_account = table(anons, accounts, "anonymous accounts")?;
+        let anon_contact = table(anons, contacts, "anonymous contacts")?;
+        let anon_account = table(anons, accounts, "anonymous accounts")?;
         let anon_waiting = table(anons, usize::MAX, "anonymous lists")?;
+        identity.contact_nodes = (contact_account.iter().zip(&contact_waiting))
+            .map(|(&account, &waiting)| ContactNode { account, waiting })
+            .collect();
+        identity.anon_nodes = (anon_contact.iter().zip(&anon_account).zip(&anon_waiting))
+            .map(|((&contact, &account), &waiting)| AnonNode {
+                contact,
+                account,
+                waiting,
+            })
+            .collect();
 
         r.section("waiting touches");
         identity.pending_ids = EventIds::load(r)?;
@@ -571,8 +610,6 @@ impl Identity {
         }
         identity.slots = slots;
         identity.free = r.u32s()?;
-        identity.contact_waiting = contact_waiting;
-        identity.anon_waiting = anon_waiting;
         identity.check_waiting(r, check)?;
 
         r.section("registrations by contact");
@@ -647,8 +684,12 @@ impl Identity {
         if live + self.free.len() != n {
             return Err(r.corrupt("slots neither live nor free"));
         }
-        let heads = self.contact_waiting.iter().map(|&s| (s, 0)).enumerate();
-        let heads = heads.chain(self.anon_waiting.iter().map(|&s| (s, 1)).enumerate());
+        let heads = self
+            .contact_nodes
+            .iter()
+            .map(|n| (n.waiting, 0))
+            .enumerate();
+        let heads = heads.chain(self.anon_nodes.iter().map(|n| (n.waiting, 1)).enumerate());
         for (node, (slot, k)) in heads {
             if slot == NONE {
                 continue;
@@ -669,12 +710,8 @@ impl Identity {
     pub fn heap_bytes(&self) -> usize {
         self.contacts.heap_bytes()
             + self.anons.heap_bytes()
-            + (self.contact_account.capacity()
-                + self.contact_waiting.capacity()
-                + self.anon_account.capacity()
-                + self.anon_contact.capacity()
-                + self.anon_waiting.capacity())
-                * 4
+            + self.contact_nodes.capacity() * size_of::<ContactNode>()
+            + self.anon_nodes.capacity() * size_of::<AnonNode>()
             + self.slots.capacity() * size_of::<Waiting>()
             + self.pending_ids.heap_bytes()
             + self.expiry.heap_bytes()
