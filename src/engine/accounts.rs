@@ -82,15 +82,12 @@ impl Default for Accounts {
 
 impl Accounts {
     pub fn intern(&mut self, arena: &mut StrArena, name: &[u8]) -> u32 {
-        let hash = self.names.hash(name);
-        self.intern_hashed(arena, name, hash)
+        self.intern_hashed(arena, name, self.names.hash(name))
     }
 
     /// The hash [`Accounts::intern_hashed`] takes for `name`, with its table line prefetched.
     pub fn prefetch(&self, name: &[u8]) -> u64 {
-        let hash = self.names.hash(name);
-        self.names.prefetch(hash);
-        hash
+        self.names.prefetch(name)
     }
 
     pub fn intern_hashed(&mut self, arena: &mut StrArena, name: &[u8], hash: u64) -> u32 {

@@ -153,15 +153,12 @@ impl Identity {
     }
 
     pub fn contact(&mut self, arena: &mut StrArena, id: &[u8]) -> u32 {
-        let hash = self.contacts.hash(id);
-        self.contact_hashed(arena, id, hash)
+        self.contact_hashed(arena, id, self.contacts.hash(id))
     }
 
     /// The hash [`Identity::contact_hashed`] takes for `id`, with its table line prefetched.
     pub fn prefetch_contact(&self, id: &[u8]) -> u64 {
-        let hash = self.contacts.hash(id);
-        self.contacts.prefetch(hash);
-        hash
+        self.contacts.prefetch(id)
     }
 
     pub fn contact_hashed(&mut self, arena: &mut StrArena, id: &[u8], hash: u64) -> u32 {
@@ -173,15 +170,12 @@ impl Identity {
     }
 
     pub fn anon(&mut self, arena: &mut StrArena, id: &[u8]) -> u32 {
-        let hash = self.anons.hash(id);
-        self.anon_hashed(arena, id, hash)
+        self.anon_hashed(arena, id, self.anons.hash(id))
     }
 
     /// The hash [`Identity::anon_hashed`] takes for `id`, with its table line prefetched.
     pub fn prefetch_anon(&self, id: &[u8]) -> u64 {
-        let hash = self.anons.hash(id);
-        self.anons.prefetch(hash);
-        hash
+        self.anons.prefetch(id)
     }
 
     pub fn anon_hashed(&mut self, arena: &mut StrArena, id: &[u8], hash: u64) -> u32 {

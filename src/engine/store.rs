@@ -116,22 +116,24 @@ impl Interner {
         self.table.find(hash, |at| arena.get(at) == name)
     }
 
-    /// The hash [`Interner::intern_hashed`] takes, so a caller can compute it early and
-    /// [`Interner::prefetch`] the table's line while it does other work.
+    /// The hash [`Interner::intern_hashed`] takes for `name`.
     #[inline]
     pub fn hash(&self, name: &[u8]) -> u64 {
         self.hasher.hash_one(name)
     }
 
+    /// [`Interner::hash`], with the table's line for it prefetched: a caller computes it
+    /// early and interns after other work, by which time the line has arrived.
     #[inline]
-    pub fn prefetch(&self, hash: u64) {
+    pub fn prefetch(&self, name: &[u8]) -> u64 {
+        let hash = self.hash(name);
         self.table.prefetch(hash);
+        hash
     }
 
     /// The index of `name`, and whether it was new.
     pub fn intern(&mut self, arena: &mut StrArena, name: &[u8]) -> (u32, bool) {
-        let hash = self.hash(name);
-        self.intern_hashed(arena, name, hash)
+        self.intern_hashed(arena, name, self.hash(name))
     }
 
     /// [`Interner::intern`] with `hash` = [`Interner::hash`]`(name)`.
