@@ -11,8 +11,8 @@
 //!
 //! The tag picks its bucket by multiplication (`tag × buckets / 2³²`), not by masking, so the
 //! number of buckets need not be a power of two and the table grows by half, not double:
-//! memory per name is a headline figure (issue #2), and doubling leaves tables from 40 % to
-//! 80 % full, half a table idle on average.
+//! memory per name is a headline figure (issue #2), and doubling leaves a table 40 % to 80 %
+//! full, 40 % of it idle on average (growing by half: 53 % to 80 %, about a third idle).
 //!
 //! A full bucket passes new entries on to the next one and remembers that it did
 //! (`overflow`), so lookups stop at the first bucket that never overflowed. Entries are never
