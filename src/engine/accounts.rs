@@ -110,6 +110,11 @@ impl Accounts {
         self.accounts.len()
     }
 
+    /// The interner of account names (whose names live in the engine's arena).
+    pub fn interner(&mut self) -> &mut Interner {
+        &mut self.names
+    }
+
     pub fn name<'a>(&self, arena: &'a StrArena, account: u32) -> &'a str {
         self.names.name(arena, account)
     }

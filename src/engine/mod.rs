@@ -198,8 +198,18 @@ impl Engine {
         }
         // A touch that waits although the watermark is already past its time plus
         // `pending_ttl` is given up at once, whether or not the watermark moved.
-        self.identity.expire(self.watermark);
+        self.expire_waiting(self.watermark);
         Applied::Accepted { late }
+    }
+
+    /// Gives up on touches that waited for an account past `pending_ttl`, and compacts the
+    /// arena once the anonymous ids forgotten with them are a fifth of it.
+    fn expire_waiting(&mut self, watermark: Millis) {
+        if self.identity.expire(watermark, &mut self.arena) > 0 && self.arena.compaction_due() {
+            let [contacts, anons] = self.identity.interners();
+            self.arena
+                .compact(&mut [self.accounts.interner(), contacts, anons]);
+        }
     }
 
     /// Records the links between `ids` and places every waiting touch they release.
@@ -304,7 +314,7 @@ impl Engine {
             watermark: to,
         };
         self.accounts.advance(from, to, &mut cx);
-        self.identity.expire(to);
+        self.expire_waiting(to);
         self.dedup.purge(to);
     }
 

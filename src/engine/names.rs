@@ -15,8 +15,10 @@
 //! full, 40 % of it idle on average (growing by half: 53 % to 80 %, about a third idle).
 //!
 //! A full bucket passes new entries on to the next one and remembers that it did
-//! (`overflow`), so lookups stop at the first bucket that never overflowed. Entries are never
-//! removed, so that mark is never stale.
+//! (`overflow`), so lookups stop at the first bucket that never overflowed. Removing an entry
+//! leaves that mark set, which only makes some lookups read one bucket more; once there have
+//! been as many removals as buckets, the table is rebuilt at its size, which clears the
+//! stale marks (from the stored tags alone, like growth).
 
 /// Entries per bucket: 4 bytes of length and overflow mark, five 4-byte tags, five 8-byte
 /// entries.
@@ -41,6 +43,8 @@ pub struct NameTable {
     /// None before the first insert.
     buckets: Vec<Bucket>,
     len: usize,
+    /// Removals since the buckets were last laid out.
+    removed: usize,
 }
 
 /// The tag kept for a hash: its high half, which also picks the bucket.
@@ -95,13 +99,53 @@ impl NameTable {
     }
 
     fn grow(&mut self) {
-        let mut buckets = vec![Bucket::default(); (self.buckets.len() * 3 / 2).max(8)];
+        self.rebuild((self.buckets.len() * 3 / 2).max(8));
+    }
+
+    /// Lays the entries out again in `n` buckets.
+    fn rebuild(&mut self, n: usize) {
+        let mut buckets = vec![Bucket::default(); n];
         for bucket in &self.buckets {
             for i in 0..bucket.len as usize {
                 place(&mut buckets, bucket.tags[i], bucket.entries[i]);
             }
         }
         self.buckets = buckets;
+        self.removed = 0;
+    }
+
+    /// Removes the entry with this hash and index, which must be present.
+    pub fn remove(&mut self, hash: u64, index: u32) {
+        let (tag, n) = (tag(hash), self.buckets.len());
+        let mut b = home(tag, n);
+        loop {
+            let bucket = &mut self.buckets[b];
+            let len = bucket.len as usize;
+            if let Some(i) =
+                (0..len).find(|&i| bucket.tags[i] == tag && bucket.entries[i].0 == index)
+            {
+                bucket.tags[i] = bucket.tags[len - 1];
+                bucket.entries[i] = bucket.entries[len - 1];
+                bucket.len -= 1;
+                break;
+            }
+            assert!(bucket.overflow, "removing a name that is not in its table");
+            b = if b + 1 == n { 0 } else { b + 1 };
+        }
+        self.len -= 1;
+        self.removed += 1;
+        if self.removed >= n {
+            self.rebuild(n);
+        }
+    }
+
+    /// Sets each entry's arena position to `at(index)` (after the arena was compacted).
+    pub fn repoint(&mut self, at: impl Fn(u32) -> u32) {
+        for bucket in &mut self.buckets {
+            for entry in &mut bucket.entries[..bucket.len as usize] {
+                entry.1 = at(entry.0);
+            }
+        }
     }
 
     /// Starts loading the bucket `hash` would be found in, so a lookup soon after does not
@@ -175,6 +219,40 @@ mod tests {
                 }
             }
             assert_eq!(table.len, n as usize);
+        }
+    }
+
+    #[test]
+    fn removed_entries_are_gone_and_the_rest_stay_through_rebuilds() {
+        // Crowded tags, so removals happen in overflow chains; more removals than buckets,
+        // so the table is rebuilt at its size several times.
+        let hash = |i: u64| (i % 50).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i << 3;
+        let mut table = NameTable::default();
+        let mut present = std::collections::BTreeSet::new();
+        for round in 0..6u64 {
+            for i in round * 1000..round * 1000 + 3000 {
+                if present.insert(i) {
+                    table.insert(hash(i), i as u32, i as u32 ^ 1);
+                }
+            }
+            for i in (round * 1000..round * 1000 + 3000).filter(|i| i % 3 != round % 3) {
+                if present.remove(&i) {
+                    table.remove(hash(i), i as u32);
+                }
+            }
+            assert_eq!(table.len, present.len());
+            for i in 0..round * 1000 + 3000 {
+                let found = table.find(hash(i), |at| at == i as u32 ^ 1);
+                assert_eq!(
+                    found,
+                    present.contains(&i).then_some(i as u32),
+                    "round {round}, {i}"
+                );
+            }
+        }
+        table.repoint(|index| index + 5);
+        for &i in &present {
+            assert_eq!(table.find(hash(i), |at| at == i as u32 + 5), Some(i as u32));
         }
     }
 

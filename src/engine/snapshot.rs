@@ -41,7 +41,7 @@ use super::{Accounts, Counters, Dedup, Engine, Identity, StrArena};
 
 pub const MAGIC: &[u8; 8] = b"SPIRALEN";
 /// Bump on any change to what is saved or how.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// Why a snapshot cannot be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -225,6 +225,9 @@ impl Engine {
         )?;
         engine.dedup = Dedup::load(&mut r, config.pipeline.dedup_window)?;
         r.finish()?;
+        let [contacts, anons] = engine.identity.interners();
+        let interners = [&*engine.accounts.interner(), contacts, anons];
+        engine.arena.recount_dead(&interners);
         engine.stats = engine.recompute_stats(engine.watermark);
         Ok(engine)
     }

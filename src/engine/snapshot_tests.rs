@@ -150,6 +150,53 @@ fn a_restored_engine_goes_on_exactly_like_the_original() {
 }
 
 #[test]
+fn forgotten_anonymous_ids_and_a_compacted_arena_restore_exactly() {
+    // Cookies come and go: most touches expire unlinked (their cookies are forgotten, the
+    // arena is compacted, their indexes reused), every seventh cookie identifies.
+    let config = config();
+    let mut events = Vec::new();
+    for i in 0..1200i64 {
+        let at = T0 + i * 3_600_000;
+        let mut visit = touch(&format!("v{i}"), at, "visit");
+        visit.anonymous_id = Some(Cow::Owned(format!("cookie-{}", i % 500)));
+        events.push(visit);
+        if i % 7 == 0 {
+            let cookie = format!("cookie-{}", i % 500);
+            events.push(identify(
+                &format!("i{i}"),
+                at,
+                Some("acme"),
+                None,
+                Some(&cookie),
+            ));
+        }
+    }
+    let replayed = |events: &[Event<'static>]| {
+        let mut engine = engine_with(&config_text());
+        for e in events {
+            engine.apply(e);
+        }
+        engine
+    };
+    for cut in [150, 420, 700, 1000, 1300] {
+        let mut original = replayed(&events[..cut]);
+        let mut restored = round_trip(&original, &config);
+        for e in &events[cut..cut + 60] {
+            assert_eq!(restored.apply(e), original.apply(e));
+            assert_same(&mut original, &mut restored, ACCOUNTS);
+        }
+    }
+    let original = replayed(&events);
+    let s = original.summary();
+    assert!(s.events.unresolved > 500, "{:?}", s.events);
+    assert!(
+        original.state_sizes().anonymous_ids < 450,
+        "{:?}",
+        original.state_sizes()
+    );
+}
+
+#[test]
 fn the_scenario_reaches_every_table() {
     // Guards the test above: the states it snapshots hold what it claims they hold.
     let mut engine = engine_with(&config_text());

@@ -15,12 +15,19 @@ use crate::codec::{Reader, Writer};
 /// Offset of a string in a [`StrArena`].
 pub type StrRef = u32;
 
-/// Append-only byte arena of length-prefixed strings (one length byte below 128, two above;
-/// ids are at most 256 bytes, SPEC §1).
+/// Byte arena of length-prefixed strings (one length byte below 128, two above; ids are at
+/// most 256 bytes, SPEC §1), appended to as names are interned. The names an [`Interner`]
+/// forgets are counted as dead bytes, and [`StrArena::compact`] slides the live ones together
+/// once the dead make up a fifth of the arena.
 #[derive(Debug, Default)]
 pub struct StrArena {
     bytes: Vec<u8>,
+    /// Bytes of forgotten strings.
+    dead: usize,
 }
+
+/// Where a forgotten name's position was in [`Interner::names`].
+const FREE: StrRef = StrRef::MAX;
 
 impl StrArena {
     pub fn push(&mut self, s: &[u8]) -> StrRef {
@@ -43,6 +50,12 @@ impl StrArena {
     }
 
     pub fn get(&self, at: StrRef) -> &[u8] {
+        let (start, end) = self.span(at);
+        &self.bytes[start..end]
+    }
+
+    /// Where the string at `at` starts and ends, its length prefix not included.
+    fn span(&self, at: StrRef) -> (usize, usize) {
         let at = at as usize;
         let first = self.bytes[at] as usize;
         let (len, start) = if first < 0x80 {
@@ -50,7 +63,63 @@ impl StrArena {
         } else {
             (((first & 0x7f) << 7) | self.bytes[at + 1] as usize, at + 2)
         };
-        &self.bytes[start..start + len]
+        (start, start + len)
+    }
+
+    /// Bytes the string at `at` takes, its length prefix included.
+    fn stored_len(&self, at: StrRef) -> usize {
+        self.span(at).1 - at as usize
+    }
+
+    /// Whether forgotten strings are a fifth of the arena, so [`StrArena::compact`] is due.
+    /// Each compaction then moves at most four live bytes per dead byte it frees.
+    pub fn compaction_due(&self) -> bool {
+        self.dead > 4096 && self.dead * 5 >= self.bytes.len()
+    }
+
+    /// Slides the live names of `interners` (all the arena's owners) together, in arena
+    /// order and in place, and points their tables at the new positions. Each interner's
+    /// live names are sorted by position first (4 bytes per name for the moment), then
+    /// taken in one merge of those orders.
+    pub fn compact(&mut self, interners: &mut [&mut Interner]) {
+        let orders: Vec<Vec<u32>> = interners.iter().map(|n| n.in_arena_order()).collect();
+        let mut next = vec![0; interners.len()];
+        let mut to = 0;
+        loop {
+            let first = (0..interners.len())
+                .filter_map(|k| Some((k, *orders[k].get(next[k])?)))
+                .min_by_key(|&(k, i)| interners[k].names[i as usize]);
+            let Some((k, i)) = first else { break };
+            next[k] += 1;
+            let at = interners[k].names[i as usize];
+            let len = self.stored_len(at);
+            self.bytes.copy_within(at as usize..at as usize + len, to);
+            interners[k].names[i as usize] = to as StrRef;
+            to += len;
+        }
+        assert_eq!(
+            to + self.dead,
+            self.bytes.len(),
+            "the arena holds only interned names"
+        );
+        self.bytes.truncate(to);
+        self.bytes.shrink_to_fit();
+        self.dead = 0;
+        for interner in interners {
+            let names = &interner.names;
+            interner.table.repoint(|i| names[i as usize]);
+        }
+    }
+
+    /// Counts as dead every byte not in a live name of `interners` (all the arena's owners):
+    /// the arena is saved as it is, dead bytes included, and this restores the count.
+    pub fn recount_dead(&mut self, interners: &[&Interner]) {
+        let live: usize = interners
+            .iter()
+            .flat_map(|n| n.names.iter().filter(|&&at| at != FREE))
+            .map(|&at| self.stored_len(at))
+            .sum();
+        self.dead = self.bytes.len() - live;
     }
 
     /// The string as text; the engine only stores validated UTF-8.
@@ -88,6 +157,7 @@ impl StrArena {
         r.section("string arena");
         Ok(StrArena {
             bytes: r.bytes()?.to_vec(),
+            dead: 0,
         })
     }
 }
@@ -95,20 +165,54 @@ impl StrArena {
 /// A set of names, each given a dense index `0, 1, 2, …` in order of first appearance.
 ///
 /// The table holds (index, string) pairs so a lookup touches the table and the arena only.
+/// A name can be forgotten ([`Interner::forget`]); its index is then handed to the next new
+/// name, so the per-index tables of the owner stay as long as the names alive at once.
 #[derive(Debug, Default)]
 pub struct Interner {
     hasher: RandomState,
     table: NameTable,
     names: Vec<StrRef>,
+    /// Forgotten indexes, the next to reuse last.
+    free: Vec<u32>,
 }
 
 impl Interner {
+    /// Indexes handed out, forgotten ones included: every index is below this.
     pub fn len(&self) -> usize {
         self.names.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
+    }
+
+    /// Names known now.
+    pub fn live(&self) -> usize {
+        self.names.len() - self.free.len()
+    }
+
+    /// Forgets the name with index `i`: it is as if it had never been interned, and `i` goes
+    /// to the next new name.
+    pub fn forget(&mut self, arena: &mut StrArena, i: u32) {
+        let at = self.names[i as usize];
+        self.table.remove(self.hash(arena.get(at)), i);
+        arena.dead += arena.stored_len(at);
+        self.names[i as usize] = FREE;
+        self.free.push(i);
+    }
+
+    /// Whether index `i` was forgotten (and not handed out again).
+    pub fn is_forgotten(&self, i: u32) -> bool {
+        self.names.get(i as usize) == Some(&FREE)
+    }
+
+    /// Live indexes by arena position.
+    fn in_arena_order(&self) -> Vec<u32> {
+        let mut order: Vec<u32> = (0..self.names.len() as u32)
+            .filter(|&i| self.names[i as usize] != FREE)
+            .collect();
+        order.sort_unstable_by_key(|&i| self.names[i as usize]);
+        order
     }
 
     pub fn get(&self, arena: &StrArena, name: &[u8]) -> Option<u32> {
@@ -141,9 +245,17 @@ impl Interner {
         if let Some(i) = self.table.find(hash, |at| arena.get(at) == name) {
             return (i, false);
         }
-        let i = u32::try_from(self.names.len()).expect("fewer than 2^32 names");
         let at = arena.push(name);
-        self.names.push(at);
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.names[i as usize] = at;
+                i
+            }
+            None => {
+                self.names.push(at);
+                u32::try_from(self.names.len() - 1).expect("fewer than 2^32 names")
+            }
+        };
         self.table.insert(hash, i, at);
         (i, true)
     }
@@ -153,17 +265,19 @@ impl Interner {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.table.heap_bytes() + self.names.capacity() * size_of::<StrRef>()
+        self.table.heap_bytes() + (self.names.capacity() + self.free.capacity()) * 4
     }
 
-    /// Saves the names only: the table is rebuilt on load (its hasher is randomly seeded, so
-    /// its layout means nothing to another process).
+    /// Saves the names (`u32::MAX` for a forgotten one) and the free list: the table is
+    /// rebuilt on load (its hasher is randomly seeded, so its layout means nothing to
+    /// another process).
     pub fn save(&self, w: &mut Writer<'_>) {
         w.reserve(8 + 4 * self.names.len());
         w.len(self.names.len());
         for &at in &self.names {
             w.u32(at);
         }
+        w.u32s(&self.free);
     }
 
     pub fn load(r: &mut Reader<'_>, arena: &StrArena) -> Result<Interner, SnapshotError> {
@@ -171,18 +285,35 @@ impl Interner {
         let hasher = RandomState::default();
         let mut table = NameTable::with_capacity(n);
         let mut names = Vec::with_capacity(n);
+        let mut forgotten = 0;
         for i in 0..n as u32 {
             let at = r.u32()?;
-            if !arena.valid(at) {
+            if at == FREE {
+                forgotten += 1;
+            } else if !arena.valid(at) {
                 return Err(r.corrupt(format_args!("name {i} is not in the string arena")));
+            } else {
+                table.insert(hasher.hash_one(arena.get(at)), i, at);
             }
             names.push(at);
-            table.insert(hasher.hash_one(arena.get(at)), i, at);
+        }
+        let free = r.u32s()?;
+        let mut seen = vec![false; n];
+        for &i in &free {
+            if names.get(i as usize) != Some(&FREE)
+                || std::mem::replace(&mut seen[i as usize], true)
+            {
+                return Err(r.corrupt(format_args!("free name index {i}")));
+            }
+        }
+        if free.len() != forgotten {
+            return Err(r.corrupt("forgotten names missing from the free list"));
         }
         Ok(Interner {
             hasher,
             table,
             names,
+            free,
         })
     }
 }
@@ -203,6 +334,57 @@ mod tests {
         assert_eq!(arena.get(b), b"evt-1");
         assert_eq!(arena.get(c), long.as_bytes());
         assert_eq!(arena.get(d), &[b'y'; 127]);
+    }
+
+    #[test]
+    fn forgotten_names_free_their_index_and_compaction_keeps_the_rest() {
+        let mut arena = StrArena::default();
+        let mut kept = Interner::default();
+        let mut churn = Interner::default();
+        for i in 0..5000 {
+            kept.intern(&mut arena, format!("kept-{i}").as_bytes());
+            churn.intern(&mut arena, format!("churn-{i}").as_bytes());
+        }
+        for i in (0..5000).filter(|i| i % 5 != 0) {
+            churn.forget(&mut arena, i);
+        }
+        assert_eq!((churn.len(), churn.live()), (5000, 1000));
+        assert!(churn.is_forgotten(1) && !churn.is_forgotten(5));
+        assert_eq!(churn.get(&arena, b"churn-1"), None);
+        // A new name takes a forgotten index.
+        let (i, new) = churn.intern(&mut arena, b"newcomer");
+        assert!(new && i < 5000 && i % 5 != 0);
+        assert!(arena.compaction_due());
+        let before = arena.bytes.len();
+        arena.compact(&mut [&mut kept, &mut churn]);
+        assert!(!arena.compaction_due());
+        assert!(
+            arena.bytes.len() < before * 3 / 4,
+            "{} of {before}",
+            arena.bytes.len()
+        );
+        for i in 0..5000 {
+            assert_eq!(kept.get(&arena, format!("kept-{i}").as_bytes()), Some(i));
+            assert_eq!(kept.name(&arena, i), format!("kept-{i}"));
+            let churned = churn.get(&arena, format!("churn-{i}").as_bytes());
+            assert_eq!(churned, (i % 5 == 0).then_some(i));
+        }
+        assert_eq!(churn.get(&arena, b"newcomer"), Some(i));
+        assert_eq!(churn.name(&arena, i), "newcomer");
+        // Saved and loaded, forgotten indexes stay free and are reused in the same order.
+        let mut bytes = Vec::new();
+        let mut w = Writer::new(&mut bytes);
+        arena.save(&mut w);
+        churn.save(&mut w);
+        let mut r = Reader::new(&bytes);
+        let mut loaded_arena = StrArena::load(&mut r).unwrap();
+        let mut loaded = Interner::load(&mut r, &loaded_arena).unwrap();
+        assert_eq!(loaded.live(), churn.live());
+        assert_eq!(loaded.get(&loaded_arena, b"churn-5"), Some(5));
+        assert_eq!(
+            loaded.intern(&mut loaded_arena, b"later"),
+            churn.intern(&mut arena, b"later")
+        );
     }
 
     #[test]

@@ -595,6 +595,57 @@ fn waiting_touch_is_unresolved_once_the_watermark_passes_the_ttl() {
 }
 
 #[test]
+fn an_anonymous_id_whose_touches_expired_unlinked_is_forgotten_and_comes_back_new() {
+    let mut ev = engine();
+    let cookie = |id: &str, cookie: u32, at: Millis| {
+        let mut visit = touch(id, at, "visit");
+        visit.anonymous_id = Some(Cow::Owned(format!("cookie-{cookie}")));
+        visit
+    };
+    // 3 000 cookies, each with one touch that never resolves: their names fill the arena
+    // until they expire, so it is compacted along the way.
+    for i in 0..3000 {
+        ev.apply(&cookie(&format!("e{i}"), i as u32, T0 + i * 60_000));
+    }
+    assert_eq!(ev.state_sizes().anonymous_ids, 3000);
+    ev.apply(&acct("a1", T0 + 20 * DAY, "note"));
+    assert_eq!((ev.pending(), ev.summary().events.unresolved), (0, 3000));
+    assert_eq!(
+        ev.state_sizes().anonymous_ids,
+        0,
+        "bare cookies are forgotten"
+    );
+    // One comes back: it is a new cookie, its touch waits, and a link now resolves it alone.
+    ev.apply(&cookie("back", 7, T0 + 21 * DAY));
+    assert_eq!(ev.state_sizes().anonymous_ids, 1);
+    let s = run(
+        &mut ev,
+        &[identify(
+            "i1",
+            T0 + 21 * DAY,
+            Some("acme"),
+            None,
+            Some("cookie-7"),
+        )],
+    );
+    assert_eq!(ev.pending(), 0);
+    assert_eq!(s.events.unresolved, 3000);
+    let acme = ev.accounts.find(&ev.arena, b"acme").unwrap();
+    assert_eq!(
+        ev.accounts.touches(acme).len(),
+        2,
+        "a1 and the returning cookie's touch"
+    );
+    // Names outlive the compactions: every kind of id still finds its index.
+    assert_eq!(ev.accounts.find(&ev.arena, b"acme"), Some(acme));
+    assert!(
+        ev.arena.heap_bytes() < 3000 * 12,
+        "{}",
+        ev.arena.heap_bytes()
+    );
+}
+
+#[test]
 fn several_funnels_run_side_by_side() {
     let text = format!(
         "{CONFIG}\n[[funnel]]\nname = \"g\"\nstages = [\"x\", \"y\"]\nconversion_window = \"1d\"\n[funnel.rules]\nsign = \"x\"\nnote = \"y\"\n"
