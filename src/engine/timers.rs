@@ -92,26 +92,32 @@ impl<T: Ord + Copy> TimerQueue<T> {
         self.min
     }
 
-    /// The run whose end is the smallest, and that end.
-    fn smallest_run(&self) -> Option<(usize, T)> {
-        let mut best: Option<(usize, T)> = None;
+    /// The run whose end is the smallest, with that end, and the smallest end of the other
+    /// runs: one scan answers both which run to pop and what is smallest after the pop.
+    fn smallest_runs(&self) -> (Option<(usize, T)>, Option<T>) {
+        let (mut best, mut second): (Option<(usize, T)>, Option<T>) = (None, None);
         for (i, run) in self.runs.iter().enumerate() {
             let end = *run.last().expect("runs are never empty");
-            if best.is_none_or(|(_, b)| end < b) {
-                best = Some((i, end));
+            match best {
+                Some((_, b)) if end >= b => second = smaller(second, Some(end)),
+                _ => {
+                    second = best.map(|(_, b)| b);
+                    best = Some((i, end));
+                }
             }
         }
-        best
+        (best, second)
     }
 
     /// Removes and returns the smallest item.
     pub fn pop(&mut self) -> Option<T> {
-        let run = self.smallest_run();
-        let item = match (self.in_order.front(), run) {
-            (Some(&a), Some((_, b))) if a <= b => self.in_order.pop_front(),
+        let (run, other_runs) = self.smallest_runs();
+        let (item, runs_min) = match (self.in_order.front(), run) {
+            (Some(&a), Some((_, b))) if a <= b => (self.in_order.pop_front(), Some(b)),
             (_, Some((i, _))) => {
                 let run = &mut self.runs[i];
                 let item = run.pop();
+                let end = run.last().copied();
                 if run.is_empty() {
                     self.runs.remove(i);
                 } else if run.len() < run.capacity() / 4 && run.capacity() > 4 * SHORT_RUN {
@@ -120,14 +126,11 @@ impl<T: Ord + Copy> TimerQueue<T> {
                     // together hold more than the queue ever did.
                     run.shrink_to(2 * run.len());
                 }
-                item
+                (item, smaller(end, other_runs))
             }
-            (_, None) => self.in_order.pop_front(),
+            (_, None) => (self.in_order.pop_front(), None),
         };
-        self.min = match (self.in_order.front(), self.smallest_run()) {
-            (Some(&a), Some((_, b))) => Some(a.min(b)),
-            (a, b) => a.copied().or(b.map(|(_, b)| b)),
-        };
+        self.min = smaller(self.in_order.front().copied(), runs_min);
         item
     }
 
@@ -195,6 +198,14 @@ fn merge_into<T: Ord + Copy>(into: &mut Vec<T>, from: &[T]) {
             into[w] = from[j - 1];
             j -= 1;
         }
+    }
+}
+
+/// The smaller of two items that may be absent.
+fn smaller<T: Ord>(a: Option<T>, b: Option<T>) -> Option<T> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
