@@ -179,16 +179,25 @@ impl GroupContext {
     }
 }
 
+/// The partitions in librdkafka's statistics whose lag behind the stored offset is known,
+/// each with its statistics (`consumer_lag_stored` ≥ 0).
+pub fn partitions_with_lag(
+    statistics: &Statistics,
+) -> impl Iterator<Item = (&String, i32, &rdkafka::statistics::Partition)> {
+    statistics.topics.iter().flat_map(|(topic, t)| {
+        t.partitions
+            .iter()
+            // -1 is librdkafka's "unassigned" pseudo-partition; -1 lag means unknown.
+            .filter(|&(&partition, p)| partition >= 0 && p.consumer_lag_stored >= 0)
+            .map(move |(&partition, p)| (topic, partition, p))
+    })
+}
+
 impl ClientContext for GroupContext {
     fn stats(&self, statistics: Statistics) {
         let mut partitions = self.shared.partitions();
-        for (topic, t) in &statistics.topics {
-            for (&partition, p) in &t.partitions {
-                // -1 is librdkafka's "unassigned" pseudo-partition; -1 lag means unknown.
-                if partition >= 0 && p.consumer_lag_stored >= 0 {
-                    partitions.set_lag(topic, partition, p.consumer_lag_stored);
-                }
-            }
+        for (topic, partition, p) in partitions_with_lag(&statistics) {
+            partitions.set_lag(topic, partition, p.consumer_lag_stored);
         }
     }
 

@@ -27,7 +27,7 @@ use rdkafka::types::RDKafkaRespErr;
 use crate::checkpoint::Storage;
 use crate::config::{Config, KafkaConfig, StagesConfig};
 use crate::service::dlq::{DeadLetter, DeadLetters, send_queued};
-use crate::service::pipeline::{client_config, commit, log_librdkafka};
+use crate::service::pipeline::{client_config, commit, log_librdkafka, partitions_with_lag};
 use crate::service::recovery::{Coordinates, dead_letters_since};
 use crate::topology::{EventsRecord, Outgoing, Place, Read, Resolve, Source, TouchesRecord};
 
@@ -513,15 +513,10 @@ impl ClientContext for Group {
     /// this instance fetches now. A partition the group moved elsewhere stops being fetched
     /// and leaves the map, so summed over instances each partition counts once.
     fn stats(&self, statistics: rdkafka::statistics::Statistics) {
-        let mut lag = BTreeMap::new();
-        for (topic, t) in &statistics.topics {
-            for (&partition, p) in &t.partitions {
-                // -1 is librdkafka's "unassigned" pseudo-partition; -1 lag means unknown.
-                if partition >= 0 && p.fetch_state == "active" && p.consumer_lag_stored >= 0 {
-                    lag.insert((topic.clone(), partition), p.consumer_lag_stored);
-                }
-            }
-        }
+        let lag: BTreeMap<_, _> = partitions_with_lag(&statistics)
+            .filter(|(_, _, p)| p.fetch_state == "active")
+            .map(|(topic, partition, p)| ((topic.clone(), partition), p.consumer_lag_stored))
+            .collect();
         *self
             .worker
             .shared
