@@ -57,6 +57,20 @@ pub fn return_freed_memory_promptly() {
     }
 }
 
+/// Starts loading the cache line of `item`, so a read soon after does not wait for memory.
+/// A hint only: it never faults and has no effect on memory.
+#[inline]
+pub fn prefetch<T>(item: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint with no effect on memory; the address is a live reference.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>((item as *const T).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = item;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

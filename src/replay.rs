@@ -13,8 +13,8 @@ use base64::Engine as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Config;
-use crate::engine::{Applied, Engine};
-use crate::event::{Decoder, Rejection};
+use crate::engine::{Applied, Engine, WARM_BATCH};
+use crate::event::{Decoder, Event, Rejection};
 use crate::export::tables::Origin;
 use crate::export::{Exporter, Target, highest_revision};
 use crate::summary::Summary;
@@ -72,7 +72,24 @@ impl<W: Write> Replayer<W> {
 
     /// One message: decoded and applied, or rejected and written out.
     pub fn message(&mut self, bytes: &[u8], file: &str, line: u64) -> io::Result<()> {
-        match self.decoder.decode(bytes) {
+        let decoded = self.decode(bytes, line);
+        self.settle(decoded, file)
+    }
+
+    /// Decodes a message; nothing changes until it is settled, so a reader may decode a
+    /// batch before settling any of it.
+    fn decode<'a>(&self, bytes: &'a [u8], line: u64) -> Decoded<'a> {
+        Decoded {
+            bytes,
+            line,
+            outcome: self.decoder.decode(bytes),
+        }
+    }
+
+    /// Applies a decoded message to the engine, or counts and writes out its rejection.
+    fn settle(&mut self, decoded: Decoded<'_>, file: &str) -> io::Result<()> {
+        let line = decoded.line;
+        match decoded.outcome {
             Ok(event) => match (self.engine.apply(&event), &mut self.export) {
                 (Applied::Accepted { late }, Some(export)) => {
                     export.event(&event, late, Origin::File { name: file, line })
@@ -81,15 +98,30 @@ impl<W: Write> Replayer<W> {
             },
             Err(rejection) => {
                 self.engine.reject(rejection.reason);
-                write_rejected(&mut self.rejected, &rejection, bytes, file, line)
+                write_rejected(&mut self.rejected, &rejection, decoded.bytes, file, line)
             }
         }
+    }
+
+    /// Settles a batch in order, after warming the engine's tables for all of its events
+    /// ([`Engine::warm`]): their lookups' cache misses overlap instead of following one
+    /// another.
+    fn settle_batch(&mut self, batch: &mut Vec<Decoded<'_>>, file: &str) -> io::Result<()> {
+        self.engine.warm(
+            batch
+                .iter()
+                .filter_map(|decoded| decoded.outcome.as_ref().ok()),
+        );
+        for decoded in batch.drain(..) {
+            self.settle(decoded, file)?;
+        }
+        Ok(())
     }
 
     /// Reads one JSON Lines input to its end, calling `progress` with bytes read now and then.
     ///
     /// Lines are handed over straight from the read buffer; only a line that spans two reads
-    /// is copied.
+    /// is copied. Messages are decoded in batches of [`WARM_BATCH`], settled together.
     pub fn read(
         &mut self,
         input: impl Read,
@@ -105,37 +137,36 @@ impl<W: Write> Replayer<W> {
                 break;
             }
             let mut start = 0;
+            let mut batch = Vec::with_capacity(WARM_BATCH);
             while let Some(n) = memchr::memchr(b'\n', &buf[start..]) {
                 let end = start + n;
                 line += 1;
                 if spanning.is_empty() {
-                    self.line(&buf[start..end], name, line)?;
+                    if let Some(msg) = message_of(&buf[start..end]) {
+                        batch.push(self.decode(msg, line));
+                        if batch.len() == WARM_BATCH {
+                            self.settle_batch(&mut batch, name)?;
+                        }
+                    }
                 } else {
                     spanning.extend_from_slice(&buf[start..end]);
-                    self.line(&spanning, name, line)?;
+                    if let Some(msg) = message_of(&spanning) {
+                        self.message(msg, name, line)?;
+                    }
                     spanning.clear();
                 }
                 start = end + 1;
             }
+            self.settle_batch(&mut batch, name)?;
             spanning.extend_from_slice(&buf[start..]);
             let read = buf.len();
             reader.consume(read);
             progress(read as u64);
         }
-        if !spanning.is_empty() {
-            self.line(&spanning, name, line + 1)?;
+        if let Some(msg) = message_of(&spanning) {
+            self.message(msg, name, line + 1)?;
         }
         Ok(())
-    }
-
-    /// One line without its `\n`: a trailing `\r` belongs to a CRLF line ending, and an empty
-    /// line is not a message.
-    fn line(&mut self, bytes: &[u8], name: &str, line: u64) -> io::Result<()> {
-        let msg = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        if msg.is_empty() {
-            return Ok(());
-        }
-        self.message(msg, name, line)
     }
 
     /// Publishes what the export holds so far as one revision, with the journeys changed
@@ -175,6 +206,20 @@ impl<W: Write> Replayer<W> {
         }
         Ok((summary, self.engine))
     }
+}
+
+/// A message decoded ahead of being applied ([`Replayer::decode`]).
+struct Decoded<'a> {
+    bytes: &'a [u8],
+    line: u64,
+    outcome: Result<Event<'a>, Rejection>,
+}
+
+/// The message of one line without its `\n`: a trailing `\r` belongs to a CRLF line ending,
+/// and an empty line is not a message.
+fn message_of(line: &[u8]) -> Option<&[u8]> {
+    let msg = line.strip_suffix(b"\r").unwrap_or(line);
+    (!msg.is_empty()).then_some(msg)
 }
 
 /// Bytes read from an input at a time: small enough that the lines are still in the core's

@@ -110,6 +110,26 @@ impl Accounts {
         self.accounts.len()
     }
 
+    /// Loads the account's record and the end of its touches, where a new one usually goes.
+    /// The index the account with this name hash most likely has, with its name's bytes and
+    /// its record prefetched (for warming caches: [`super::Engine::warm`]).
+    pub fn warm_name(&self, arena: &StrArena, hash: u64) -> Option<u32> {
+        let i = self.names.warm(arena, hash)?;
+        crate::mem::prefetch(&self.accounts[i as usize]);
+        Some(i)
+    }
+
+    pub fn prefetch_record(&self, account: u32) {
+        crate::mem::prefetch(&self.accounts[account as usize]);
+    }
+
+    /// Prefetches the end of the account's touches, where a new touch usually goes.
+    pub fn prefetch_touches(&self, account: u32) {
+        if let Some(last) = self.accounts[account as usize].touches.last() {
+            crate::mem::prefetch(last);
+        }
+    }
+
     /// The interner of account names (whose names live in the engine's arena).
     pub fn interner(&mut self) -> &mut Interner {
         &mut self.names

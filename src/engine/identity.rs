@@ -503,6 +503,21 @@ impl Identity {
         self.live
     }
 
+    /// The node the contact with this hash most likely has, its name's bytes and the node
+    /// prefetched (for warming caches: [`super::Engine::warm`]).
+    pub fn warm_contact(&self, arena: &StrArena, hash: u64) -> Option<u32> {
+        let i = self.contacts.warm(arena, hash)?;
+        crate::mem::prefetch(&self.contact_nodes[i as usize]);
+        Some(i)
+    }
+
+    /// [`Identity::warm_contact`] for an anonymous id.
+    pub fn warm_anon(&self, arena: &StrArena, hash: u64) -> Option<u32> {
+        let i = self.anons.warm(arena, hash)?;
+        crate::mem::prefetch(&self.anon_nodes[i as usize]);
+        Some(i)
+    }
+
     pub fn contact_count(&self) -> usize {
         self.contacts.len()
     }

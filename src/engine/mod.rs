@@ -17,6 +17,7 @@ mod split;
 pub mod store;
 mod timers;
 mod view;
+mod warm;
 pub mod watermark;
 
 pub use changes::JourneyChange;
@@ -37,6 +38,7 @@ use dims::Dimensions;
 use event_ids::{Encoded, EventIds};
 use identity::{Identity, Ids};
 use store::StrArena;
+pub use warm::WARM_BATCH;
 
 /// Hashes of an event's account, contact and anonymous ids, each in its own table.
 type IdHashes = [Option<u64>; 3];

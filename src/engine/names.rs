@@ -155,15 +155,17 @@ impl NameTable {
         if self.buckets.is_empty() {
             return;
         }
-        let bucket = &self.buckets[home(tag(hash), self.buckets.len())];
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: a prefetch is a hint with no effect on memory; the address is a live bucket.
-        unsafe {
-            use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-            _mm_prefetch::<_MM_HINT_T0>((bucket as *const Bucket).cast());
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = bucket;
+        crate::mem::prefetch(&self.buckets[home(tag(hash), self.buckets.len())]);
+    }
+
+    /// The entry most likely to hold the name with this hash: the first in its home bucket
+    /// with its tag, compared by tag only (for warming caches, never for answers).
+    #[inline]
+    pub fn likely(&self, hash: u64) -> Option<(u32, u32)> {
+        let bucket = self.buckets.get(home(tag(hash), self.buckets.len()))?;
+        let tags = &bucket.tags[..bucket.len as usize];
+        let i = tags.iter().position(|&t| t == tag(hash))?;
+        Some(bucket.entries[i])
     }
 
     pub fn heap_bytes(&self) -> usize {

@@ -446,3 +446,36 @@ fn a_damaged_snapshot_never_panics() {
         "some damage (a time, a count) is undetectable"
     );
 }
+
+#[test]
+fn warming_a_batch_changes_nothing() {
+    // Warming only reads: an engine warmed before every batch (with the events that follow,
+    // and now and then with ones it never applies) ends in the same state, byte for byte, as
+    // one that never was. Batches vary in size, some past WARM_BATCH.
+    let text = format!(
+        "{HASTY}{}",
+        &CONFIG[CONFIG.find("[touchpoints]").unwrap()..]
+    );
+    let config = Config::parse(&text, "test.toml").unwrap();
+    let mut noise = Noise(0x5eed);
+    let events: Vec<_> = (0..2000).map(|n| random_event(&mut noise, n)).collect();
+    let strangers: Vec<_> = (0..WARM_BATCH)
+        .map(|n| random_event(&mut noise, 5000 + n))
+        .collect();
+    let mut plain = Engine::new(&config).unwrap();
+    let mut warmed = Engine::new(&config).unwrap();
+    let mut rest = &events[..];
+    while !rest.is_empty() {
+        let (batch, after) = rest.split_at((1 + noise.below(23) as usize).min(rest.len()));
+        if noise.below(3) == 0 {
+            warmed.warm(strangers.iter());
+        }
+        warmed.warm(batch.iter());
+        for e in batch {
+            assert_eq!(warmed.apply(e), plain.apply(e));
+        }
+        rest = after;
+    }
+    assert_eq!(snapshot(&warmed), snapshot(&plain));
+    assert_eq!(warmed.summary(), plain.summary());
+}

@@ -240,6 +240,17 @@ impl Interner {
         self.intern_hashed(arena, name, self.hash(name))
     }
 
+    /// The index the name with this hash most likely has, with its bytes prefetched
+    /// ([`NameTable::likely`]: for warming caches, never for answers).
+    #[inline]
+    pub fn warm(&self, arena: &StrArena, hash: u64) -> Option<u32> {
+        let (i, at) = self.table.likely(hash)?;
+        if let Some(byte) = arena.bytes.get(at as usize) {
+            crate::mem::prefetch(byte);
+        }
+        Some(i)
+    }
+
     /// [`Interner::intern`] with `hash` = [`Interner::hash`]`(name)`.
     pub fn intern_hashed(&mut self, arena: &mut StrArena, name: &[u8], hash: u64) -> (u32, bool) {
         if let Some(i) = self.table.find(hash, |at| arena.get(at) == name) {
