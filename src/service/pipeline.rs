@@ -26,7 +26,7 @@ use rdkafka::topic_partition_list::TopicPartitionList;
 use rdkafka::types::RDKafkaRespErr;
 
 use crate::config::KafkaConfig;
-use crate::engine::Applied;
+use crate::engine::{Applied, WARM_BATCH};
 use crate::event::Decoder;
 
 use super::dlq::{DeadLetter, DeadLetters};
@@ -540,50 +540,59 @@ fn apply(
     // outbox are touched once per partition, not once per message.
     let mut seen: Vec<Seen<'_>> = Vec::new();
     let mut engine = shared.engine();
-    for message in batch {
-        let payload = message.payload().unwrap_or_default();
-        let accepted_at = match decoder.decode(payload) {
-            Ok(event) => match engine.apply(&event) {
-                Applied::Accepted { late } => {
-                    if let Some(export) = &mut export
-                        && exported.is_ok()
-                    {
-                        let origin = Origin::Kafka {
-                            topic: message.topic(),
-                            partition: message.partition(),
-                            offset: message.offset(),
-                        };
-                        exported = export.event(&event, late, origin);
+    // Decoded WARM_BATCH at a time, so the engine's lookups for them overlap (`Engine::warm`).
+    let mut decoded = Vec::with_capacity(WARM_BATCH);
+    for chunk in batch.chunks(WARM_BATCH) {
+        decoded.extend(
+            chunk
+                .iter()
+                .map(|m| decoder.decode(m.payload().unwrap_or_default())),
+        );
+        engine.warm(decoded.iter().filter_map(|outcome| outcome.as_ref().ok()));
+        for (message, outcome) in chunk.iter().zip(decoded.drain(..)) {
+            let accepted_at = match outcome {
+                Ok(event) => match engine.apply(&event) {
+                    Applied::Accepted { late } => {
+                        if let Some(export) = &mut export
+                            && exported.is_ok()
+                        {
+                            let origin = Origin::Kafka {
+                                topic: message.topic(),
+                                partition: message.partition(),
+                                offset: message.offset(),
+                            };
+                            exported = export.event(&event, late, origin);
+                        }
+                        Some(event.occurred_at)
                     }
-                    Some(event.occurred_at)
+                    Applied::Duplicate => None,
+                },
+                Err(rejection) => {
+                    engine.reject(rejection.reason);
+                    outbox.reject(DeadLetter::new(message, &rejection));
+                    None
                 }
-                Applied::Duplicate => None,
-            },
-            Err(rejection) => {
-                engine.reject(rejection.reason);
-                outbox.reject(DeadLetter::new(message, &rejection));
-                None
-            }
-        };
-        let (topic, partition) = (message.topic(), message.partition());
-        let at = match seen
-            .iter()
-            .position(|s| s.partition == partition && s.topic == topic)
-        {
-            Some(at) => at,
-            None => {
-                seen.push(Seen {
-                    topic,
-                    partition,
-                    newest: None,
-                    offset: 0,
-                });
-                seen.len() - 1
-            }
-        };
-        let s = &mut seen[at];
-        s.newest = s.newest.max(accepted_at);
-        s.offset = message.offset();
+            };
+            let (topic, partition) = (message.topic(), message.partition());
+            let at = match seen
+                .iter()
+                .position(|s| s.partition == partition && s.topic == topic)
+            {
+                Some(at) => at,
+                None => {
+                    seen.push(Seen {
+                        topic,
+                        partition,
+                        newest: None,
+                        offset: 0,
+                    });
+                    seen.len() - 1
+                }
+            };
+            let s = &mut seen[at];
+            s.newest = s.newest.max(accepted_at);
+            s.offset = message.offset();
+        }
     }
     let mut partitions = shared.partitions();
     for s in &seen {
