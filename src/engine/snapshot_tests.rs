@@ -245,6 +245,12 @@ dedup_window = "5d"
 pending_ttl = "7d"
 "#;
 
+/// [`CONFIG`]'s touchpoints and funnel under [`HASTY`]'s pipeline and identity, then `extra`.
+fn hasty_config(extra: &str) -> Config {
+    let funnel = &CONFIG[CONFIG.find("[touchpoints]").unwrap()..];
+    Config::parse(&format!("{HASTY}{funnel}\n{extra}"), "test.toml").unwrap()
+}
+
 fn random_event(noise: &mut Noise, n: usize) -> Event<'static> {
     const TOUCHPOINTS: [&str; 7] = ["visit", "webinar", "scan", "call", "sign", "nope", "note"];
     // A few ids are reused, so some events are duplicates and some come back after the
@@ -296,11 +302,7 @@ fn incremental_stats_equal_a_recomputation_so_restore_may_recompute_them() {
     // Restore recomputes the funnel counters instead of saving them: that is only exact if
     // the incremental counters always equal a recomputation at the current watermark, with
     // the watermark moved by events or only from outside, breakdowns and expiry included.
-    let text = format!(
-        "{HASTY}{}\n[metrics]\ndimensions = [\"campaign\"]\ntop_n = 2\n",
-        &CONFIG[CONFIG.find("[touchpoints]").unwrap()..]
-    );
-    let config = Config::parse(&text, "test.toml").unwrap();
+    let config = hasty_config("[metrics]\ndimensions = [\"campaign\"]\ntop_n = 2\n");
     let mut seen = Counters::default();
     let (mut unresolved, mut conflicts) = (0, 0);
     for seed in 1..=12u64 {
@@ -452,11 +454,7 @@ fn warming_a_batch_changes_nothing() {
     // Warming only reads: an engine warmed before every batch (with the events that follow,
     // and now and then with ones it never applies) ends in the same state, byte for byte, as
     // one that never was. Batches vary in size, some past WARM_BATCH.
-    let text = format!(
-        "{HASTY}{}",
-        &CONFIG[CONFIG.find("[touchpoints]").unwrap()..]
-    );
-    let config = Config::parse(&text, "test.toml").unwrap();
+    let config = hasty_config("");
     let mut noise = Noise(0x5eed);
     let events: Vec<_> = (0..2000).map(|n| random_event(&mut noise, n)).collect();
     let strangers: Vec<_> = (0..WARM_BATCH)
