@@ -227,7 +227,7 @@ impl Engine {
         r.finish()?;
         let [contacts, anons] = engine.identity.interners();
         let interners = [&*engine.accounts.interner(), contacts, anons];
-        engine.arena.recount_dead(&interners);
+        engine.arena.recount_dead(&interners)?;
         engine.stats = engine.recompute_stats(engine.watermark);
         Ok(engine)
     }

@@ -112,14 +112,23 @@ impl StrArena {
     }
 
     /// Counts as dead every byte not in a live name of `interners` (all the arena's owners):
-    /// the arena is saved as it is, dead bytes included, and this restores the count.
-    pub fn recount_dead(&mut self, interners: &[&Interner]) {
-        let live: usize = interners
+    /// the arena is saved as it is, dead bytes included, and this restores the count. Names
+    /// that overlap are refused: compaction moves each name once, in arena order.
+    pub fn recount_dead(&mut self, interners: &[&Interner]) -> Result<(), SnapshotError> {
+        let mut spans: Vec<(usize, usize)> = interners
             .iter()
             .flat_map(|n| n.names.iter().filter(|&&at| at != FREE))
-            .map(|&at| self.stored_len(at))
-            .sum();
+            .map(|&at| (at as usize, at as usize + self.stored_len(at)))
+            .collect();
+        spans.sort_unstable();
+        if spans.windows(2).any(|w| w[1].0 < w[0].1) {
+            return Err(SnapshotError::Corrupt(
+                "string arena: two names overlap".to_string(),
+            ));
+        }
+        let live: usize = spans.iter().map(|(start, end)| end - start).sum();
         self.dead = self.bytes.len() - live;
+        Ok(())
     }
 
     /// The string as text; the engine only stores validated UTF-8.
@@ -396,6 +405,30 @@ mod tests {
             loaded.intern(&mut loaded_arena, b"later"),
             churn.intern(&mut arena, b"later")
         );
+    }
+
+    #[test]
+    fn names_that_overlap_in_a_loaded_arena_are_refused() {
+        let mut arena = StrArena::default();
+        let mut first = Interner::default();
+        first.intern(&mut arena, b"acme");
+        let mut bytes = Vec::new();
+        let mut w = Writer::new(&mut bytes);
+        arena.save(&mut w);
+        first.save(&mut w);
+        first.save(&mut w);
+        let mut r = Reader::new(&bytes);
+        let mut loaded = StrArena::load(&mut r).unwrap();
+        let (a, b) = (
+            Interner::load(&mut r, &loaded).unwrap(),
+            Interner::load(&mut r, &loaded).unwrap(),
+        );
+        assert!(matches!(
+            loaded.recount_dead(&[&a, &b]),
+            Err(SnapshotError::Corrupt(_))
+        ));
+        assert_eq!(loaded.recount_dead(&[&a]), Ok(()));
+        assert_eq!(loaded.dead, 0);
     }
 
     #[test]
