@@ -40,11 +40,6 @@ fn write_config(dir: &Path, broker: &Broker, state: &Path) -> std::path::PathBuf
         Some(state),
     );
     text.push_str("\n[kafka.producer]\n\"batch.num.messages\" = 1\n\"linger.ms\" = 0\n");
-    // One record a batch, which Tansu acknowledges at about 500 a second on the 2-core test
-    // machine: an instance has been seen holding 15 000 unacknowledged when SIGTERM came,
-    // and a clean stop waits for every one, so 20 s was sometimes too short to drain.
-    let mut text = text.replace("shutdown_timeout = \"20s\"", "shutdown_timeout = \"60s\"");
-    assert!(text.contains("shutdown_timeout = \"60s\""));
     text.push_str(&format!(
         "\n[kafka.stages]\nevents_topic = {EVENTS:?}\ntouches_topic = {TOUCHES:?}\n"
     ));
