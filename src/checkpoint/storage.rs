@@ -33,6 +33,14 @@ pub trait Storage: Send + Sync + fmt::Debug {
     fn delete(&self, name: &str) -> io::Result<()>;
 }
 
+/// How long a temporary file in a shared directory goes unmodified before it is taken for
+/// the leftover of a crash. A live write takes seconds; the partition's next owner may open
+/// the directory while its previous owner still finishes its last checkpoint.
+const STALE_TEMP: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Makes each temporary name of this process unique.
+static TEMP_SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// A directory on a local (or mounted) file system.
 #[derive(Debug)]
 pub struct LocalDir {
@@ -45,7 +53,9 @@ impl LocalDir {
     pub fn new(dir: impl Into<PathBuf>) -> io::Result<LocalDir> {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
-        LocalDir::clean(&dir)?;
+        // Shared with other processes, maybe on other hosts: a temporary file may be a live
+        // writer's, so only one untouched for `STALE_TEMP` is taken for a crash's leftover.
+        LocalDir::clean(&dir, Some(STALE_TEMP))?;
         Ok(LocalDir { dir, _lock: None })
     }
 
@@ -78,7 +88,7 @@ impl LocalDir {
             }
         }
         // Only now: the temporary files of a live writer are not ours to delete.
-        LocalDir::clean(&dir)?;
+        LocalDir::clean(&dir, None)?;
         Ok(LocalDir {
             dir,
             _lock: Some(lock),
@@ -86,13 +96,25 @@ impl LocalDir {
     }
 
     /// A process killed mid-write leaves its temporary file behind; nobody will finish it.
-    fn clean(dir: &std::path::Path) -> io::Result<()> {
+    /// Removes every temporary file, or with `older_than` only those not modified for that
+    /// long.
+    fn clean(dir: &std::path::Path, older_than: Option<std::time::Duration>) -> io::Result<()> {
         for entry in fs::read_dir(dir)? {
-            let name = entry?.file_name();
-            if name
+            let entry = entry?;
+            let name = entry.file_name();
+            if !name
                 .to_str()
                 .is_some_and(|n| n.starts_with('.') && n.contains(".tmp-"))
             {
+                continue;
+            }
+            let stale = older_than.is_none_or(|age| {
+                entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified.elapsed().is_ok_and(|e| e >= age))
+            });
+            if stale {
                 let _ = fs::remove_file(dir.join(&name));
             }
         }
@@ -109,10 +131,20 @@ impl LocalDir {
         bytes: &[u8],
         place: impl FnOnce(&std::path::Path, &std::path::Path) -> io::Result<()>,
     ) -> io::Result<()> {
-        // Temporary names start with a dot, so `list` never shows a half-written file.
-        let tmp = self.dir.join(format!(".{name}.tmp-{}", std::process::id()));
+        // Temporary names start with a dot, so `list` never shows a half-written file. They
+        // are unique to this write, and created only if new: writers in other processes (or
+        // on other hosts, where process ids repeat) never truncate each other's.
+        let (tmp, mut file) = loop {
+            let sequence = TEMP_SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let pid = std::process::id();
+            let tmp = self.dir.join(format!(".{name}.tmp-{pid}-{sequence}"));
+            match File::create_new(&tmp) {
+                Ok(file) => break (tmp, file),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        };
         let write = || -> io::Result<()> {
-            let mut file = File::create(&tmp)?;
             file.write_all(bytes)?;
             file.sync_all()?;
             place(&tmp, &self.dir.join(name))?;

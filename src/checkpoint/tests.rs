@@ -130,6 +130,34 @@ fn a_half_written_local_file_is_never_visible_under_its_name() {
     assert_eq!(local.list().unwrap(), ["a"]);
 }
 
+/// A stage partition's next owner opens the shared directory while its previous owner still
+/// writes its last checkpoint: the writer's temporary file must survive that, or its rename
+/// fails. Only a file untouched for an hour is a crash's leftover.
+#[test]
+fn a_shared_local_dir_leaves_a_live_writers_temporary_file_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join(".part-3.tmp-999-0");
+    let left = dir.path().join(".part-4.tmp-998-7");
+    std::fs::write(&live, b"being written").unwrap();
+    std::fs::write(&left, b"crashed").unwrap();
+    let hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+    std::fs::File::options()
+        .write(true)
+        .open(&left)
+        .unwrap()
+        .set_modified(hours_ago)
+        .unwrap();
+    let shared = LocalDir::new(dir.path()).unwrap();
+    assert!(live.exists(), "a live writer's temporary file is kept");
+    assert!(!left.exists(), "a crash's leftover is removed");
+    drop(shared);
+    // The one process that holds the lock owns every temporary file.
+    let exclusive = LocalDir::exclusive(dir.path(), std::time::Duration::ZERO).unwrap();
+    assert!(!live.exists());
+    exclusive.put("a", b"1").unwrap();
+    assert_eq!(exclusive.list().unwrap(), ["a"]);
+}
+
 /// A back end's name and two handles on one place in it.
 type Shared = (&'static str, Box<dyn Storage>, Box<dyn Storage>);
 
