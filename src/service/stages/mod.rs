@@ -4,12 +4,14 @@
 //! - [`worker`]: the consumer thread, which routes each message to its stage and moves a
 //!   stage partition's state through its checkpoints when the group moves the partition.
 //! - [`owned`]: the stage partitions this instance holds, and their checkpoints.
+//! - [`pace`]: how much the stages may produce ahead of the broker's acknowledgements.
 //!
 //! The HTTP surface is the one engine's ([`super::http`]), over what this instance owns: its
 //! summary and metrics are its part of the stream, and the parts of all instances add up to
 //! the whole (summaries with `Summary::add`, metrics summed over `partition` and `instance`).
 
 pub mod owned;
+pub mod pace;
 pub mod worker;
 
 use std::collections::BTreeMap;

@@ -33,6 +33,7 @@ use crate::topology::{EventsRecord, Outgoing, Place, Read, Resolve, Source, Touc
 
 use super::StagesShared;
 use super::owned::Owner;
+use super::pace::InFlight;
 
 /// Longest a stage B takeover may spend reading the dead-letter topic's letters since its
 /// checkpoint.
@@ -61,6 +62,8 @@ pub struct Worker {
     interval: Duration,
     touches_partitions: u32,
     producer: BaseProducer,
+    /// How far production may run ahead of the broker's acknowledgements.
+    pace: Mutex<InFlight>,
     letters: Mutex<DeadLetters>,
     inner: Mutex<Inner>,
 }
@@ -103,6 +106,7 @@ impl Worker {
             root,
             touches_partitions,
             producer,
+            pace: Mutex::new(InFlight::new(config.service.shutdown_timeout)),
             letters: Mutex::new(letters),
             inner: Mutex::new(Inner {
                 inputs: BTreeMap::new(),
@@ -127,7 +131,36 @@ impl Worker {
         if let Some(key) = key {
             record = record.key(key);
         }
-        send_queued(&self.producer, record).with_context(|| format!("cannot produce to {topic}"))
+        send_queued(&self.producer, record)
+            .with_context(|| format!("cannot produce to {topic}"))?;
+        self.hold_back();
+        Ok(())
+    }
+
+    fn pace(&self) -> MutexGuard<'_, InFlight> {
+        self.pace.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// While more is in flight than the broker acknowledges within the pace's budget, waits
+    /// until half of it is: a SIGTERM then never finds more than a clean stop can drain.
+    fn hold_back(&self) {
+        let limit = self.pace().limit();
+        if self.producer.in_flight_count() as usize <= limit {
+            return;
+        }
+        let started = Instant::now();
+        let mut warned = false;
+        while self.producer.in_flight_count() as usize > limit / 2 {
+            self.producer.poll(Duration::from_millis(10));
+            if !warned && started.elapsed() >= Duration::from_secs(1) {
+                tracing::warn!(
+                    in_flight = self.producer.in_flight_count(),
+                    limit,
+                    "the internal topics acknowledge slowly: holding the consumer back"
+                );
+                warned = true;
+            }
+        }
     }
 
     /// One message, to its stage.
@@ -300,6 +333,7 @@ impl Worker {
 
     /// Waits until every produced record and dead letter is acknowledged.
     fn deliver(&self) -> Result<()> {
+        let (records, started) = (self.producer.in_flight_count() as usize, Instant::now());
         loop {
             match self.producer.flush(Duration::from_secs(1)) {
                 Ok(()) => break,
@@ -314,6 +348,7 @@ impl Worker {
                 }
             }
         }
+        self.pace().delivered(records, started.elapsed());
         self.inner().last_delivery = Instant::now();
         let mut letters = self.letters();
         letters.deliver(&self.shared.dlq);
