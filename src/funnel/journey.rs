@@ -83,6 +83,25 @@ impl Journey {
         }
     }
 
+    /// Makes this the journey [`Journey::start`] would make. Stages past `reached` are
+    /// still zero (`push` writes only those it reaches), so only those before are cleared.
+    fn restart(&mut self, index: usize, touch: Touch) {
+        let reached = self.reached;
+        self.entered[..reached].fill(0);
+        self.entering_touch[..reached].fill(0);
+        self.turns_before[..reached].fill(0);
+        self.entered_dims[..reached].fill(0);
+        self.first = index;
+        self.end_index = index;
+        self.first_time = touch.time;
+        self.last_time = touch.time;
+        self.reached = 0;
+        self.entered_online = 0;
+        self.end = End::Open;
+        self.turns = 0;
+        self.last_online = touch.online();
+    }
+
     /// Whether `touch` opens a new journey after this one: when this one is closed, or when the
     /// touch comes more than `journey_timeout` after its last touch (exactly the timeout stays).
     pub(crate) fn is_followed_by(&self, touch: Touch, funnel: &Funnel) -> bool {
@@ -306,10 +325,15 @@ pub fn walk(
             touch.set_starts_journey(f, starts);
         }
         if starts {
-            if let Some(previous) = current.take() {
-                visit(&previous, true);
+            match &mut current {
+                // Reset in place: a journey is a few hundred bytes, most of them stages never
+                // reached, and moving a fresh one in was a visible share of a replay.
+                Some(previous) => {
+                    visit(previous, true);
+                    previous.restart(i, *touch);
+                }
+                None => current = Some(Journey::start(i, *touch)),
             }
-            current = Some(Journey::start(i, *touch));
         }
         let journey = current.as_mut().expect("a journey is open");
         journey.push(i, *touch, funnels.code(touch.kind, f), funnel);

@@ -301,6 +301,43 @@ mod tests {
         Funnels::new(&config.funnels).unwrap()
     }
 
+    /// `walk` resets a journey in place for the next one: it must be the journey a fresh
+    /// start would be, down to the bytes a snapshot saves of it.
+    #[test]
+    fn a_journey_restarted_in_place_equals_a_fresh_one() {
+        let f = funnels();
+        let saved = |j: &journey::Journey| {
+            let mut bytes = Vec::new();
+            j.save(&mut crate::codec::Writer::new(&mut bytes));
+            bytes
+        };
+        let touch = |time, kind, online| Touch::new(time, 0, f.kind(kind, None), online, 7);
+        let first = [
+            touch(1_000, "web_visit", true),
+            touch(2_000, "webinar_attended", false),
+            touch(3_000, "contract_signed", true),
+            // A year later: a journey of its own in either funnel.
+            touch(40_000_000_000, "ad_click", true),
+        ];
+        for funnel in 0..f.len() {
+            let mut touches = first;
+            let mut journeys = Vec::new();
+            let last = journey::walk(&mut touches, 0, funnel, &f, false, |j, _| {
+                journeys.push(saved(j))
+            })
+            .unwrap();
+            assert!(journeys.len() >= 2, "the test needs a second journey");
+            let mut fresh = journey::Journey::start(3, touches[3]);
+            fresh.push(
+                3,
+                touches[3],
+                f.code(touches[3].kind, funnel),
+                &f.funnels[funnel],
+            );
+            assert_eq!(saved(&last), saved(&fresh), "funnel {funnel}");
+        }
+    }
+
     #[test]
     fn rules_map_touchpoints_to_stages_per_funnel() {
         let f = funnels();
