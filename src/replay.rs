@@ -73,7 +73,7 @@ impl<W: Write> Replayer<W> {
     /// One message: decoded and applied, or rejected and written out.
     pub fn message(&mut self, bytes: &[u8], file: &str, line: u64) -> io::Result<()> {
         let decoded = self.decode(bytes, line);
-        self.settle(decoded, file)
+        self.settle(&decoded, file)
     }
 
     /// Decodes a message; nothing changes until it is settled, so a reader may decode a
@@ -87,18 +87,18 @@ impl<W: Write> Replayer<W> {
     }
 
     /// Applies a decoded message to the engine, or counts and writes out its rejection.
-    fn settle(&mut self, decoded: Decoded<'_>, file: &str) -> io::Result<()> {
+    fn settle(&mut self, decoded: &Decoded<'_>, file: &str) -> io::Result<()> {
         let line = decoded.line;
-        match decoded.outcome {
-            Ok(event) => match (self.engine.apply(&event), &mut self.export) {
+        match &decoded.outcome {
+            Ok(event) => match (self.engine.apply(event), &mut self.export) {
                 (Applied::Accepted { late }, Some(export)) => {
-                    export.event(&event, late, Origin::File { name: file, line })
+                    export.event(event, late, Origin::File { name: file, line })
                 }
                 _ => Ok(()),
             },
             Err(rejection) => {
                 self.engine.reject(rejection.reason);
-                write_rejected(&mut self.rejected, &rejection, decoded.bytes, file, line)
+                write_rejected(&mut self.rejected, rejection, decoded.bytes, file, line)
             }
         }
     }
@@ -112,9 +112,11 @@ impl<W: Write> Replayer<W> {
                 .iter()
                 .filter_map(|decoded| decoded.outcome.as_ref().ok()),
         );
-        for decoded in batch.drain(..) {
+        // Settled where they lie: a decoded event is a few hundred bytes.
+        for decoded in batch.iter() {
             self.settle(decoded, file)?;
         }
+        batch.clear();
         Ok(())
     }
 
