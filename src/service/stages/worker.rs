@@ -148,17 +148,16 @@ impl Worker {
         if self.producer.in_flight_count() as usize <= limit {
             return;
         }
-        let started = Instant::now();
-        let mut warned = false;
+        let mut warn_at = Instant::now() + Duration::from_secs(1);
         while self.producer.in_flight_count() as usize > limit / 2 {
             self.producer.poll(Duration::from_millis(10));
-            if !warned && started.elapsed() >= Duration::from_secs(1) {
+            if Instant::now() >= warn_at {
                 tracing::warn!(
                     in_flight = self.producer.in_flight_count(),
                     limit,
                     "the internal topics acknowledge slowly: holding the consumer back"
                 );
-                warned = true;
+                warn_at += Duration::from_secs(10);
             }
         }
     }
