@@ -13,7 +13,8 @@ const FLOOR: usize = 1_000;
 /// Never more: librdkafka's default `queue.buffering.max.messages`.
 const CEILING: usize = 100_000;
 /// A delivery shorter than this, or of fewer records, says nothing reliable about the rate.
-const MEASURABLE: (Duration, usize) = (Duration::from_millis(20), 200);
+const MEASURABLE_TIME: Duration = Duration::from_millis(20);
+const MEASURABLE_RECORDS: usize = 200;
 
 #[derive(Debug, Clone)]
 pub struct InFlight {
@@ -37,7 +38,7 @@ impl InFlight {
 
     /// A delivery waited `took` for the `records` that were in flight when it began.
     pub fn delivered(&mut self, records: usize, took: Duration) {
-        let limit = if took >= MEASURABLE.0 && records >= MEASURABLE.1 {
+        let limit = if took >= MEASURABLE_TIME && records >= MEASURABLE_RECORDS {
             let per_second = records as f64 / took.as_secs_f64();
             (per_second * self.budget.as_secs_f64()) as usize
         } else if records * 2 >= self.limit {
