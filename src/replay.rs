@@ -13,7 +13,7 @@ use base64::Engine as _;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::config::Config;
-use crate::engine::{Applied, Engine, WARM_BATCH};
+use crate::engine::{Applied, Engine, WARM_BATCH, Warmed};
 use crate::event::{Decoder, Event, Rejection};
 use crate::export::tables::Origin;
 use crate::export::{Exporter, Target, highest_revision};
@@ -73,7 +73,7 @@ impl<W: Write> Replayer<W> {
     /// One message: decoded and applied, or rejected and written out.
     pub fn message(&mut self, bytes: &[u8], file: &str, line: u64) -> io::Result<()> {
         let decoded = self.decode(bytes, line);
-        self.settle(&decoded, file)
+        self.settle(&decoded, file, &mut Warmed::default())
     }
 
     /// Decodes a message; nothing changes until it is settled, so a reader may decode a
@@ -86,11 +86,15 @@ impl<W: Write> Replayer<W> {
         }
     }
 
-    /// Applies a decoded message to the engine, or counts and writes out its rejection.
-    fn settle(&mut self, decoded: &Decoded<'_>, file: &str) -> io::Result<()> {
+    /// Applies a decoded message to the engine, or counts and writes out its rejection. An
+    /// event takes the next of `warmed`'s hashes (none if it was not warmed).
+    fn settle(&mut self, decoded: &Decoded<'_>, file: &str, warmed: &mut Warmed) -> io::Result<()> {
         let line = decoded.line;
         match &decoded.outcome {
-            Ok(event) => match (self.engine.apply(event), &mut self.export) {
+            Ok(event) => match (
+                self.engine.apply_hashed(event, warmed.next()),
+                &mut self.export,
+            ) {
                 (Applied::Accepted { late }, Some(export)) => {
                     export.event(event, late, Origin::File { name: file, line })
                 }
@@ -107,14 +111,14 @@ impl<W: Write> Replayer<W> {
     /// ([`Engine::warm`]): their lookups' cache misses overlap instead of following one
     /// another.
     fn settle_batch(&mut self, batch: &mut Vec<Decoded<'_>>, file: &str) -> io::Result<()> {
-        self.engine.warm(
+        let mut warmed = self.engine.warm(
             batch
                 .iter()
                 .filter_map(|decoded| decoded.outcome.as_ref().ok()),
         );
         // Settled where they lie: a decoded event is a few hundred bytes.
         for decoded in batch.iter() {
-            self.settle(decoded, file)?;
+            self.settle(decoded, file, &mut warmed)?;
         }
         batch.clear();
         Ok(())

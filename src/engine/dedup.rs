@@ -23,6 +23,7 @@ use super::SnapshotError;
 use super::event_ids::{Encoded, EventIds};
 use super::store::StrRef;
 use crate::codec::{Reader, Writer};
+use crate::event::MAX_ID_BYTES;
 use crate::time::Millis;
 
 #[derive(Debug, Clone, Copy)]
@@ -77,9 +78,17 @@ impl Dedup {
         watermark > slot.time().saturating_add(self.window)
     }
 
-    /// The hash `id` is looked up by.
-    pub fn hash(&self, id: &Encoded) -> u64 {
-        self.hasher.hash_one(id.as_bytes())
+    /// The hash an id is looked up by, of its bytes as they came in rather than as stored,
+    /// so that [`Engine::warm`](super::Engine::warm) can find it before the id is encoded
+    /// and hand it on to [`Dedup::accept`] (issue #2: encoding and hashing each id once).
+    pub fn hash(&self, raw: &[u8]) -> u64 {
+        self.hasher.hash_one(raw)
+    }
+
+    /// [`Dedup::hash`] of a stored id, for a table that grows or is rebuilt.
+    fn stored_hash(hasher: &RandomState, ids: &EventIds, at: StrRef) -> u64 {
+        let mut buf = [0; MAX_ID_BYTES];
+        hasher.hash_one(ids.raw(at, &mut buf))
     }
 
     /// Reads the table's control bytes where `hash` is looked up, so the lookup soon after
@@ -90,10 +99,10 @@ impl Dedup {
     }
 
     /// Remembers `id` as accepted at `time` and returns `true`, or returns `false` when it is
-    /// a duplicate of a remembered id. `watermark` is the one in force when the event is read.
-    pub fn accept(&mut self, id: &Encoded, time: Millis, watermark: Millis) -> bool {
+    /// a duplicate of a remembered id. `hash` is [`Dedup::hash`] of the id; `watermark` is
+    /// the one in force when the event is read.
+    pub fn accept(&mut self, id: &Encoded, hash: u64, time: Millis, watermark: Millis) -> bool {
         let key = id.as_bytes();
-        let hash = self.hasher.hash_one(key);
         let window = self.window;
         let ids = &self.ids;
         if let Some(slot) = self
@@ -112,7 +121,7 @@ impl Dedup {
         let hasher = &self.hasher;
         let ids = &self.ids;
         self.table.insert_unique(hash, Slot::new(at, time), |slot| {
-            hasher.hash_one(ids.encoded(slot.id))
+            Dedup::stored_hash(hasher, ids, slot.id)
         });
         true
     }
@@ -189,11 +198,11 @@ impl Dedup {
         self.table.clear();
         for slot in slots {
             let id = kept.copy_from(&self.ids, slot.id);
-            let hash = self.hasher.hash_one(kept.encoded(id));
             let (hasher, ids) = (&self.hasher, &kept);
+            let hash = Dedup::stored_hash(hasher, ids, id);
             self.table
                 .insert_unique(hash, Slot::new(id, slot.time()), |slot| {
-                    hasher.hash_one(ids.encoded(slot.id))
+                    Dedup::stored_hash(hasher, ids, slot.id)
                 });
         }
         self.ids = kept;
@@ -206,9 +215,15 @@ impl Dedup {
     }
 
     #[cfg(test)]
+    fn accept_str(&mut self, id: &str, time: Millis, watermark: Millis) -> bool {
+        let hash = self.hash(id.as_bytes());
+        self.accept(&Encoded::new(id.as_bytes()), hash, time, watermark)
+    }
+
+    #[cfg(test)]
     fn is_remembered(&self, id: &[u8], watermark: Millis) -> bool {
         let key = Encoded::new(id);
-        let hash = self.hasher.hash_one(key.as_bytes());
+        let hash = self.hash(id);
         self.table
             .find(hash, |slot| self.ids.encoded(slot.id) == key.as_bytes())
             .is_some_and(|&slot| !self.expired(slot, watermark))
@@ -257,9 +272,9 @@ impl Dedup {
             let (Some(end), Ok(id)) = (ids.entry_end(at), StrRef::try_from(at)) else {
                 return Err(r.corrupt("fewer ids than times"));
             };
-            let hash = hasher.hash_one(ids.encoded(id));
+            let hash = Dedup::stored_hash(&hasher, &ids, id);
             table.insert_unique(hash, Slot::new(id, time), |slot| {
-                hasher.hash_one(ids.encoded(slot.id))
+                Dedup::stored_hash(&hasher, &ids, slot.id)
             });
             at = end;
         }
@@ -318,10 +333,6 @@ mod tests {
 
     const DAY: Millis = 86_400_000;
 
-    fn id(s: &str) -> Encoded {
-        Encoded::new(s.as_bytes())
-    }
-
     #[test]
     fn equal_histories_save_equal_bytes_across_compactions() {
         // Each table has its own random hasher, so only the store's order can make this hold.
@@ -330,7 +341,7 @@ mod tests {
             // Until the store has just been compacted, with a hundred ids remembered.
             for i in 0.. {
                 let before = dedup.ids.len();
-                dedup.accept(&id(&format!("event-{i}")), i * DAY / 100, Millis::MIN);
+                dedup.accept_str(&format!("event-{i}"), i * DAY / 100, Millis::MIN);
                 dedup.purge(i * DAY / 100);
                 if dedup.ids.len() < before {
                     break;
@@ -390,7 +401,7 @@ mod tests {
             let time = i * DAY / 2000 - (state >> 40) as i64 % (DAY / 4);
             let remembered = model.get(&name).is_some_and(|&t| watermark <= t + DAY);
             assert_eq!(
-                dedup.accept(&id(&name), time, watermark),
+                dedup.accept_str(&name, time, watermark),
                 !remembered,
                 "event {i}, id {name}"
             );
@@ -423,19 +434,19 @@ mod tests {
     #[test]
     fn second_copy_is_a_duplicate_within_the_window() {
         let mut dedup = Dedup::new(30 * DAY);
-        assert!(dedup.accept(&id("e1"), 0, Millis::MIN));
-        assert!(!dedup.accept(&id("e1"), 5 * DAY, 0));
-        assert!(dedup.accept(&id("e2"), 0, 0));
+        assert!(dedup.accept_str("e1", 0, Millis::MIN));
+        assert!(!dedup.accept_str("e1", 5 * DAY, 0));
+        assert!(dedup.accept_str("e2", 0, 0));
     }
 
     #[test]
     fn id_is_remembered_exactly_for_the_window() {
         let mut dedup = Dedup::new(30 * DAY);
-        assert!(dedup.accept(&id("e1"), DAY, Millis::MIN));
+        assert!(dedup.accept_str("e1", DAY, Millis::MIN));
         // At exactly window past the first copy it is still remembered…
-        assert!(!dedup.accept(&id("e1"), DAY, 31 * DAY));
+        assert!(!dedup.accept_str("e1", DAY, 31 * DAY));
         // …one millisecond later it is forgotten, and the new copy is remembered from its time.
-        assert!(dedup.accept(&id("e1"), 40 * DAY, 31 * DAY + 1));
+        assert!(dedup.accept_str("e1", 40 * DAY, 31 * DAY + 1));
         assert!(dedup.is_remembered(b"e1", 70 * DAY));
         assert!(!dedup.is_remembered(b"e1", 70 * DAY + 1));
     }
@@ -444,7 +455,7 @@ mod tests {
     fn purge_keeps_remembered_ids_and_drops_forgotten_ones() {
         let mut dedup = Dedup::new(DAY);
         for i in 0..100 {
-            dedup.accept(&id(&format!("e{i}")), i * DAY / 10, Millis::MIN);
+            dedup.accept_str(&format!("e{i}"), i * DAY / 10, Millis::MIN);
         }
         let before = dedup.ids.len();
         dedup.purge(5 * DAY);
@@ -454,13 +465,10 @@ mod tests {
             dedup.ids.len() < before,
             "forgotten ids are let go on compaction"
         );
-        assert!(!dedup.accept(&id("e99"), 0, 5 * DAY));
+        assert!(!dedup.accept_str("e99", 0, 5 * DAY));
+        assert!(dedup.accept_str("e1", 5 * DAY, 5 * DAY), "e1 was forgotten");
         assert!(
-            dedup.accept(&id("e1"), 5 * DAY, 5 * DAY),
-            "e1 was forgotten"
-        );
-        assert!(
-            !dedup.accept(&id("e1"), 5 * DAY, 5 * DAY),
+            !dedup.accept_str("e1", 5 * DAY, 5 * DAY),
             "and is remembered again"
         );
     }

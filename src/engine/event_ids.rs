@@ -188,6 +188,12 @@ impl EventIds {
         unpack(&self.bytes, a as usize, &mut x).cmp(unpack(&self.bytes, b as usize, &mut y))
     }
 
+    /// The id's bytes as they came in, unpacked into `buf` when they were packed.
+    #[inline]
+    pub fn raw<'a>(&'a self, at: StrRef, buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a [u8] {
+        unpack(&self.bytes, at as usize, buf)
+    }
+
     /// The id as text, unpacked into `buf` when it was packed (ids came in as validated UTF-8).
     pub fn get_str<'a>(&'a self, at: StrRef, buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a str {
         std::str::from_utf8(unpack(&self.bytes, at as usize, buf)).unwrap_or_default()

@@ -12,40 +12,53 @@
 //! Warming only reads and prefetches; whatever it finds is dropped. A name is matched by its
 //! 32-bit tag alone, a guess that is almost always right and harmless when wrong.
 
-use super::event_ids::Encoded;
 use super::identity::Ids;
-use super::{Engine, IdHashes};
+use super::{Engine, Hashes};
 use crate::event::Event;
 
 /// Events warmed together: enough for their misses to overlap, few enough that what they
 /// load stays in the core's own cache until they are applied.
 pub const WARM_BATCH: usize = 16;
 
+/// The [`Hashes`] of warmed events, in their order, for [`Engine::apply_hashed`]: each
+/// event's are taken with `next()` as it is applied.
+#[derive(Debug, Default)]
+pub struct Warmed {
+    hashes: [Hashes; WARM_BATCH],
+    len: usize,
+    next: usize,
+}
+
+impl Iterator for Warmed {
+    type Item = Hashes;
+
+    fn next(&mut self) -> Option<Hashes> {
+        let hashes = self.hashes[..self.len].get(self.next).copied();
+        self.next += 1;
+        hashes
+    }
+}
+
 impl Engine {
-    /// Loads what applying `events` (at most [`WARM_BATCH`] are used) will read. It changes
-    /// nothing, so the events are then applied as usual, in order.
-    pub fn warm<'a, 'e: 'a>(&self, events: impl Iterator<Item = &'a Event<'e>> + Clone) {
-        let mut hashes: [IdHashes; WARM_BATCH] = [[None; 3]; WARM_BATCH];
-        let events = events.take(WARM_BATCH);
+    /// Loads what applying `events` (at most [`WARM_BATCH`] are used) will read, and returns
+    /// their hashes. It changes nothing, so the events are then applied as usual, in order.
+    pub fn warm<'a, 'e: 'a>(&self, events: impl Iterator<Item = &'a Event<'e>>) -> Warmed {
+        let mut warmed = Warmed::default();
         // 1. The name tables' buckets.
-        for (h, event) in hashes.iter_mut().zip(events.clone()) {
-            *h = self.hash_ids(event);
+        for (h, event) in warmed.hashes.iter_mut().zip(events) {
+            *h = self.hashes(event);
+            warmed.len += 1;
         }
-        let n = events.clone().count();
+        let hashes = &warmed.hashes[..warmed.len];
         // 2. The dedup table (hashbrown's buckets cannot be prefetched, but lookups that do
         // not depend on each other overlap in a loop this short).
-        let mut id = Encoded::default();
-        let mut dedup = [0; WARM_BATCH];
-        for (hash, event) in dedup.iter_mut().zip(events) {
-            id.set(event.event_id.as_bytes());
-            *hash = self.dedup.hash(&id);
-        }
-        for &hash in &dedup[..n] {
-            self.dedup.warm(hash);
+        for h in hashes {
+            self.dedup.warm(h.event_id);
         }
         // 3. Buckets are in: the names' bytes and their nodes or account records.
         let mut ids = [Ids::default(); WARM_BATCH];
-        for (ids, [account, contact, anon]) in ids.iter_mut().zip(&hashes[..n]) {
+        for (ids, h) in ids.iter_mut().zip(hashes) {
+            let [account, contact, anon] = h.ids;
             let arena = &self.arena;
             *ids = Ids {
                 account: account.and_then(|h| self.accounts.warm_name(arena, h)),
@@ -55,15 +68,16 @@ impl Engine {
         }
         // 4. Nodes are in: the account each touch goes to.
         let mut accounts = [None; WARM_BATCH];
-        for (account, &ids) in accounts.iter_mut().zip(&ids[..n]) {
+        for (account, &ids) in accounts.iter_mut().zip(&ids[..hashes.len()]) {
             *account = self.identity.resolve(ids);
             if let Some(a) = *account {
                 self.accounts.prefetch_record(a);
             }
         }
         // 5. Records are in: the end of each account's touches.
-        for &account in accounts[..n].iter().flatten() {
+        for &account in accounts[..hashes.len()].iter().flatten() {
             self.accounts.prefetch_touches(account);
         }
+        warmed
     }
 }

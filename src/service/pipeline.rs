@@ -548,11 +548,11 @@ fn apply(
                 .iter()
                 .map(|m| decoder.decode(m.payload().unwrap_or_default())),
         );
-        engine.warm(decoded.iter().filter_map(|outcome| outcome.as_ref().ok()));
+        let mut warmed = engine.warm(decoded.iter().filter_map(|outcome| outcome.as_ref().ok()));
         // Applied where they lie, as the replay does: a decoded event is a few hundred bytes.
         for (message, outcome) in chunk.iter().zip(&decoded) {
             let accepted_at = match outcome {
-                Ok(event) => match engine.apply(event) {
+                Ok(event) => match engine.apply_hashed(event, warmed.next()) {
                     Applied::Accepted { late } => {
                         if let Some(export) = &mut export
                             && exported.is_ok()
