@@ -64,6 +64,8 @@ pub struct Accounts {
     pub long_journey: usize,
     /// Accounts changed since the BI export last took them; `None` when the export is off.
     pub changes: Option<Changes>,
+    /// The journey an append walks into, reused rather than built and moved per touch.
+    scratch: Option<Journey>,
 }
 
 impl Default for Accounts {
@@ -76,6 +78,7 @@ impl Default for Accounts {
             long_floor: usize::MAX,
             long_journey: LONG_JOURNEY,
             changes: None,
+            scratch: None,
         }
     }
 }
@@ -185,23 +188,24 @@ impl Accounts {
             } else {
                 None
             };
-            let mut last = match cached {
-                Some(last) => last,
+            let last = match cached {
+                Some(last) => self.scratch.insert(last),
                 None => {
                     let start = journey::journey_start(touches, at - 1, f);
-                    journey::walk(touches, start, f, cx.funnels, false, |_, _| {})
-                        .expect("the account has touches")
+                    let scratch = &mut self.scratch;
+                    journey::walk_into(touches, start, f, cx.funnels, false, scratch, |_, _| {});
+                    scratch.as_mut().expect("the account has touches")
                 }
             };
-            stats.add(&last, funnel, cx.watermark, false, -1);
-            if let Some(closed) = journey::append(&mut last, &mut touch, at, f, cx.funnels) {
+            stats.add(last, funnel, cx.watermark, false, -1);
+            if let Some(closed) = journey::append(last, &mut touch, at, f, cx.funnels) {
                 stats.add(&closed, funnel, cx.watermark, true, 1);
             }
-            stats.add(&last, funnel, cx.watermark, false, 1);
+            stats.add(last, funnel, cx.watermark, false, 1);
             deadline = deadline.min(last.deadline(funnel, cx.watermark).unwrap_or(Millis::MAX));
             if last.touch_count() >= self.long_journey {
                 self.long_floor = self.long_floor.min(at + 1);
-                self.long.insert(key, last);
+                self.long.insert(key, last.clone());
             }
         }
         grow(touches);
@@ -465,6 +469,7 @@ impl Accounts {
             long_floor,
             long_journey: usize::try_from(long_journey).unwrap_or(usize::MAX),
             changes: None,
+            scratch: None,
         })
     }
 

@@ -312,36 +312,56 @@ pub fn walk(
     f: usize,
     funnels: &Funnels,
     mark: bool,
-    mut visit: impl FnMut(&Journey, bool),
+    visit: impl FnMut(&Journey, bool),
 ) -> Option<Journey> {
+    let mut last = None;
+    walk_into(touches, from, f, funnels, mark, &mut last, visit);
+    last
+}
+
+/// [`walk`], leaving the last journey in `last` (`None` when there are no touches), where a
+/// journey left from an earlier walk is reset in place: a journey is a few hundred bytes,
+/// and moving the one returned out of [`walk`] was a visible share of a replay (issue #2).
+#[inline]
+pub fn walk_into(
+    touches: &mut [Touch],
+    from: usize,
+    f: usize,
+    funnels: &Funnels,
+    mark: bool,
+    last: &mut Option<Journey>,
+    mut visit: impl FnMut(&Journey, bool),
+) {
     let funnel = &funnels.funnels[f];
-    let mut current: Option<Journey> = None;
+    let mut open = false;
     for (i, touch) in touches.iter_mut().enumerate().skip(from) {
-        let starts = match &current {
-            None => true,
-            Some(j) => j.is_followed_by(*touch, funnel),
+        let starts = match &*last {
+            Some(j) if open => j.is_followed_by(*touch, funnel),
+            _ => true,
         };
         if mark {
             touch.set_starts_journey(f, starts);
         }
         if starts {
-            match &mut current {
-                // Reset in place: a journey is a few hundred bytes, most of them stages never
-                // reached, and moving a fresh one in was a visible share of a replay.
+            match last {
+                // Reset in place, clearing only the stages the old one reached.
                 Some(previous) => {
-                    visit(previous, true);
+                    if open {
+                        visit(previous, true);
+                    }
                     previous.restart(i, *touch);
                 }
-                None => current = Some(Journey::start(i, *touch)),
+                None => *last = Some(Journey::start(i, *touch)),
             }
+            open = true;
         }
-        let journey = current.as_mut().expect("a journey is open");
+        let journey = last.as_mut().expect("a journey is open");
         journey.push(i, *touch, funnels.code(touch.kind, f), funnel);
     }
-    if let Some(last) = &current {
-        visit(last, false);
+    match last {
+        Some(journey) if open => visit(journey, false),
+        _ => *last = None,
     }
-    current
 }
 
 /// Index of the first touch of the journey of funnel `f` that contains `touches[at]`, from the

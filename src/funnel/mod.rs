@@ -338,6 +338,53 @@ mod tests {
         }
     }
 
+    /// `walk_into` reuses whatever journey an earlier walk left: it must visit and leave
+    /// exactly what a walk from nothing does, and nothing at all for no touches.
+    #[test]
+    fn a_walk_into_a_used_journey_equals_a_fresh_walk() {
+        let f = funnels();
+        let saved = |j: &journey::Journey| {
+            let mut bytes = Vec::new();
+            j.save(&mut crate::codec::Writer::new(&mut bytes));
+            bytes
+        };
+        let touch = |time, kind, online| Touch::new(time, 0, f.kind(kind, None), online, 7);
+        let mut touches = [
+            touch(1_000, "web_visit", true),
+            touch(2_000, "webinar_attended", false),
+            touch(3_000, "contract_signed", true),
+            touch(40_000_000_000, "ad_click", true),
+            touch(40_000_001_000, "demo_held", false),
+        ];
+        for funnel in 0..f.len() {
+            for from in [0, 3] {
+                let (mut fresh, mut reused) = (Vec::new(), Vec::new());
+                let expected = journey::walk(&mut touches, from, funnel, &f, false, |j, later| {
+                    fresh.push((saved(j), later))
+                })
+                .unwrap();
+                // Left by a walk over all of them: reached stages, a later first touch.
+                let mut last = journey::walk(&mut touches, 0, funnel, &f, false, |_, _| {});
+                journey::walk_into(
+                    &mut touches,
+                    from,
+                    funnel,
+                    &f,
+                    false,
+                    &mut last,
+                    |j, later| reused.push((saved(j), later)),
+                );
+                assert_eq!(reused, fresh, "funnel {funnel} from {from}");
+                assert_eq!(saved(&last.unwrap()), saved(&expected));
+            }
+            let mut last = journey::walk(&mut touches, 0, funnel, &f, false, |_, _| {});
+            journey::walk_into(&mut touches, 5, funnel, &f, false, &mut last, |_, _| {
+                panic!("no touches, no journey")
+            });
+            assert!(last.is_none(), "no touches leave no journey");
+        }
+    }
+
     #[test]
     fn rules_map_touchpoints_to_stages_per_funnel() {
         let f = funnels();
