@@ -6,13 +6,16 @@
 //! than `dedup_window` past that time. The check is exact whatever the purge schedule, because
 //! an expired slot found by a lookup is treated as absent; purging only returns memory.
 //!
-//! The table keeps its own copy of each id (packed, [`super::event_ids`]) and compares full
-//! bytes on every hash match, so a hash collision can never make an event a duplicate. Once
-//! forgotten ids make up a third of that store, purging copies the remembered ones into a
-//! fresh one, so forgotten ids really are let go (issue #2: memory follows the window, not the
-//! whole history) while each id is copied a few times in its life, not at every purge.
-//! Compaction re-points the slots where they lie instead of rebuilding the table: rehashing
-//! every remembered id cost a random write each and was two thirds of the purge time.
+//! The table keeps its own copy of each id and compares the whole id on every hash match, so
+//! a hash collision can never make an event a duplicate. An id that fits in a word (16 hex
+//! characters, the usual event id, or a short one: [`Word`]) is held in its slot, so a lookup
+//! reads one line and a purge frees it with the slot (issue #2). A longer id is kept packed
+//! in a store of its own ([`super::event_ids`]). Once forgotten ids make up a third of that
+//! store, purging copies the remembered ones into a fresh one, so forgotten ids really are
+//! let go (memory follows the window, not the whole history) while each id is copied a few
+//! times in its life, not at every purge. Compaction re-points the slots where they lie
+//! instead of rebuilding the table: rehashing every remembered id cost a random write each
+//! and was two thirds of the purge time.
 
 use std::hash::BuildHasher;
 
@@ -20,7 +23,7 @@ use foldhash::fast::RandomState;
 use hashbrown::HashTable;
 
 use super::SnapshotError;
-use super::event_ids::{Encoded, EventIds};
+use super::event_ids::{Encoded, EventIds, Word};
 use super::store::StrRef;
 use crate::codec::{Reader, Writer};
 use crate::event::MAX_ID_BYTES;
@@ -28,24 +31,84 @@ use crate::time::Millis;
 
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    id: StrRef,
-    // The accepted copy's event time, split so a slot is 12 bytes rather than 16.
-    time_hi: u32,
-    time_lo: u32,
+    /// The id's [`Word`], or its position in the store.
+    word: u64,
+    /// The word's kind (`STORED`, `HEX16`, `SHORT`) in the top byte; below it the accepted
+    /// copy's event time, 56 bits (± a million years) where SPEC §1 allows 0000 to 9999.
+    meta: u64,
 }
 
+const STORED: u8 = 0;
+const HEX16: u8 = 1;
+const SHORT: u8 = 2;
+
 impl Slot {
-    fn new(id: StrRef, time: Millis) -> Slot {
+    fn new(id: Option<Word>, stored: StrRef, time: Millis) -> Slot {
+        let (kind, word) = match id {
+            Some(Word::Hex16(word)) => (HEX16, word),
+            Some(Word::Short(word)) => (SHORT, word),
+            None => (STORED, u64::from(stored)),
+        };
         Slot {
-            id,
-            time_hi: ((time as u64) >> 32) as u32,
-            time_lo: time as u32,
+            word,
+            meta: u64::from(kind) << 56 | (time as u64 & TIME_BITS),
         }
     }
 
     fn time(self) -> Millis {
-        (((self.time_hi as u64) << 32) | self.time_lo as u64) as i64
+        ((self.meta << 8) as i64) >> 8
     }
+
+    fn with_time(self, time: Millis) -> Slot {
+        Slot {
+            word: self.word,
+            meta: self.meta & !TIME_BITS | (time as u64 & TIME_BITS),
+        }
+    }
+
+    fn kind(self) -> u8 {
+        (self.meta >> 56) as u8
+    }
+
+    /// Its id: held here, or where it is in the store.
+    fn id(self) -> Result<Word, StrRef> {
+        match self.kind() {
+            HEX16 => Ok(Word::Hex16(self.word)),
+            SHORT => Ok(Word::Short(self.word)),
+            _ => Err(self.word as StrRef),
+        }
+    }
+
+    /// Its position in the store, for an id kept there.
+    fn stored(self) -> Option<StrRef> {
+        self.id().err()
+    }
+
+    /// Its id's encoding, from the slot or the store.
+    fn encoded<'a>(self, ids: &'a EventIds, buf: &'a mut [u8; 9]) -> &'a [u8] {
+        match self.id() {
+            Ok(word) => word.encoded(buf),
+            Err(at) => ids.encoded(at),
+        }
+    }
+
+    /// Whether it holds `id` (`word` is the id's [`Word`], if it has one).
+    #[inline]
+    fn holds(self, id: &Encoded, word: Option<Word>, ids: &EventIds) -> bool {
+        match (word, self.id()) {
+            (Some(word), Ok(held)) => word == held,
+            (None, Err(at)) => ids.encoded(at) == id.as_bytes(),
+            _ => false,
+        }
+    }
+}
+
+/// The bits of [`Slot::meta`] that hold the time.
+const TIME_BITS: u64 = (1 << 56) - 1;
+
+/// Whether a slot can hold `time` ([`Slot::meta`]): any time SPEC §1 accepts can.
+fn time_fits(time: Millis) -> bool {
+    (time << 8) >> 8 == time
 }
 
 #[derive(Debug)]
@@ -85,10 +148,13 @@ impl Dedup {
         self.hasher.hash_one(raw)
     }
 
-    /// [`Dedup::hash`] of a stored id, for a table that grows or is rebuilt.
-    fn stored_hash(hasher: &RandomState, ids: &EventIds, at: StrRef) -> u64 {
+    /// [`Dedup::hash`] of a slot's id, for a table that grows or is rebuilt.
+    fn slot_hash(hasher: &RandomState, ids: &EventIds, slot: Slot) -> u64 {
         let mut buf = [0; MAX_ID_BYTES];
-        hasher.hash_one(ids.raw(at, &mut buf))
+        match slot.id() {
+            Ok(word) => hasher.hash_one(word.raw(&mut buf)),
+            Err(at) => hasher.hash_one(ids.raw(at, &mut buf)),
+        }
     }
 
     /// Reads the table's control bytes where `hash` is looked up, so the lookup soon after
@@ -102,27 +168,30 @@ impl Dedup {
     /// a duplicate of a remembered id. `hash` is [`Dedup::hash`] of the id; `watermark` is
     /// the one in force when the event is read.
     pub fn accept(&mut self, id: &Encoded, hash: u64, time: Millis, watermark: Millis) -> bool {
-        let key = id.as_bytes();
+        let word = id.word();
         let window = self.window;
         let ids = &self.ids;
-        if let Some(slot) = self
-            .table
-            .find_mut(hash, |slot| ids.encoded(slot.id) == key)
-        {
+        if let Some(slot) = self.table.find_mut(hash, |slot| slot.holds(id, word, ids)) {
             if watermark > slot.time().saturating_add(window) {
                 // Forgotten: this copy is a new event, remembered from its own time on.
-                *slot = Slot::new(slot.id, time);
+                *slot = slot.with_time(time);
                 return true;
             }
             return false;
         }
-        let at = self.ids.push(id);
-        self.stored += 1;
+        let at = match word {
+            Some(_) => 0,
+            None => {
+                self.stored += 1;
+                self.ids.push(id)
+            }
+        };
         let hasher = &self.hasher;
         let ids = &self.ids;
-        self.table.insert_unique(hash, Slot::new(at, time), |slot| {
-            Dedup::stored_hash(hasher, ids, slot.id)
-        });
+        self.table
+            .insert_unique(hash, Slot::new(word, at, time), |&slot| {
+                Dedup::slot_hash(hasher, ids, slot)
+            });
         true
     }
 
@@ -135,16 +204,19 @@ impl Dedup {
         }
         self.purged_at = watermark;
         let window = self.window;
-        self.table
-            .retain(|slot| watermark <= slot.time().saturating_add(window));
-        let live = self.table.len();
+        let mut live = 0;
+        self.table.retain(|slot| {
+            let kept = watermark <= slot.time().saturating_add(window);
+            live += usize::from(kept && slot.kind() == STORED);
+            kept
+        });
         if self.stored > live + live / 2 + 512 {
             self.compact();
         }
     }
 
-    /// Moves the remembered ids to a store of their own size and frees the old one with the
-    /// forgotten ids in it. Ids keep their order, so the store's order (which a snapshot
+    /// Moves the remembered ids of the store to one of their own size and frees the old one
+    /// with the forgotten ids in it. Ids keep their order, so the store's order (which a snapshot
     /// saves) is always the order ids were first stored in, never the table's hash order;
     /// reading the old store in order also spares a cache miss per id.
     ///
@@ -167,12 +239,11 @@ impl Dedup {
         }
         let table = &self.table;
         let mut by_id = crate::mem::vec_huge(table.len());
-        by_id.extend(
-            table
-                .iter_buckets()
-                .map(|b| (table.get_bucket(b).expect("a full bucket").id, b as u32)),
-        );
-        let by_id = sort_by_key(by_id, |&(id, _)| id);
+        by_id.extend(table.iter_buckets().filter_map(|b| {
+            let slot = table.get_bucket(b).expect("a full bucket");
+            slot.stored().map(|at| (at, b as u32))
+        }));
+        let by_id = sort_by_key(by_id, |&(at, _)| u64::from(at));
         let mut kept = EventIds::with_capacity(
             self.ids.len() / self.stored.max(1) * (by_id.len() + by_id.len() / 8),
         );
@@ -180,33 +251,38 @@ impl Dedup {
         for &(id, bucket) in &by_id {
             moved[bucket as usize] = kept.copy_from(&self.ids, id);
         }
-        for (bucket, &id) in moved.iter().enumerate() {
-            if id != StrRef::MAX {
-                self.table.get_bucket_mut(bucket).expect("a full bucket").id = id;
+        for (bucket, &at) in moved.iter().enumerate() {
+            if at != StrRef::MAX {
+                self.table
+                    .get_bucket_mut(bucket)
+                    .expect("a full bucket")
+                    .word = u64::from(at);
             }
         }
         self.ids = kept;
-        self.stored = self.table.len();
+        self.stored = by_id.len();
     }
 
     /// [`Dedup::compact`] by reinserting every slot into the cleared table.
     fn rebuild(&mut self) {
-        let slots = sort_by_key(self.table.iter().copied().collect(), |slot| slot.id);
+        let (stored, held): (Vec<Slot>, Vec<Slot>) =
+            self.table.iter().partition(|slot| slot.kind() == STORED);
+        let stored = sort_by_key(stored, |slot| slot.word);
         let mut kept = EventIds::with_capacity(
-            self.ids.len() / self.stored.max(1) * (slots.len() + slots.len() / 8),
+            self.ids.len() / self.stored.max(1) * (stored.len() + stored.len() / 8),
         );
         self.table.clear();
-        for slot in slots {
-            let id = kept.copy_from(&self.ids, slot.id);
+        self.stored = stored.len();
+        for mut slot in stored.into_iter().chain(held) {
+            if let Some(at) = slot.stored() {
+                slot.word = u64::from(kept.copy_from(&self.ids, at));
+            }
             let (hasher, ids) = (&self.hasher, &kept);
-            let hash = Dedup::stored_hash(hasher, ids, id);
+            let hash = Dedup::slot_hash(hasher, ids, slot);
             self.table
-                .insert_unique(hash, Slot::new(id, slot.time()), |slot| {
-                    Dedup::stored_hash(hasher, ids, slot.id)
-                });
+                .insert_unique(hash, slot, |&slot| Dedup::slot_hash(hasher, ids, slot));
         }
         self.ids = kept;
-        self.stored = self.table.len();
     }
 
     /// Ids currently remembered (including forgotten ones not yet purged).
@@ -223,9 +299,9 @@ impl Dedup {
     #[cfg(test)]
     fn is_remembered(&self, id: &[u8], watermark: Millis) -> bool {
         let key = Encoded::new(id);
-        let hash = self.hash(id);
+        let word = key.word();
         self.table
-            .find(hash, |slot| self.ids.encoded(slot.id) == key.as_bytes())
+            .find(self.hash(id), |slot| slot.holds(&key, word, &self.ids))
             .is_some_and(|&slot| !self.expired(slot, watermark))
     }
 
@@ -243,8 +319,15 @@ impl Dedup {
     pub fn save(&self, w: &mut Writer<'_>) {
         let mut slots = crate::mem::vec_huge(self.table.len());
         slots.extend(self.table.iter().copied());
-        let slots = sort_by_key(slots, |slot| slot.id);
-        let id_bytes: usize = slots.iter().map(|s| self.ids.encoded(s.id).len()).sum();
+        // By word, then (the sort is stable) by kind: ids in the store first, in its order.
+        let slots = sort_by_key(sort_by_key(slots, |slot| slot.word), |slot| {
+            u64::from(slot.kind())
+        });
+        let mut buf = [0; 9];
+        let id_bytes: usize = slots
+            .iter()
+            .map(|slot| slot.encoded(&self.ids, &mut buf).len())
+            .sum();
         w.reserve(24 + 8 * slots.len() + id_bytes);
         w.i64(self.purged_at);
         w.len(slots.len());
@@ -253,7 +336,7 @@ impl Dedup {
         }
         w.len(id_bytes);
         for slot in &slots {
-            w.raw(self.ids.encoded(slot.id));
+            w.raw(slot.encoded(&self.ids, &mut buf));
         }
     }
 
@@ -263,28 +346,37 @@ impl Dedup {
         // A time and at least one byte of id each.
         let n = r.len(9)?;
         let times = r.take(8 * n)?;
-        let ids = EventIds::load(r)?;
+        let saved = EventIds::load(r)?;
         let hasher = RandomState::default();
         let mut table = HashTable::with_capacity(n);
+        let mut ids = EventIds::default();
         let mut at = 0;
         for time in times.chunks_exact(8) {
             let time = Millis::from_le_bytes(time.try_into().expect("chunks of 8"));
-            let (Some(end), Ok(id)) = (ids.entry_end(at), StrRef::try_from(at)) else {
+            let (Some(end), Ok(id)) = (saved.entry_end(at), StrRef::try_from(at)) else {
                 return Err(r.corrupt("fewer ids than times"));
             };
-            let hash = Dedup::stored_hash(&hasher, &ids, id);
-            table.insert_unique(hash, Slot::new(id, time), |slot| {
-                Dedup::stored_hash(&hasher, &ids, slot.id)
-            });
+            if !time_fits(time) {
+                return Err(r.corrupt("a remembered id's time is out of range"));
+            }
+            let encoded = saved.encoded(id);
+            let word = Word::of(encoded);
+            let stored = match word {
+                Some(_) => 0,
+                None => ids.copy_from(&saved, id),
+            };
+            let slot = Slot::new(word, stored, time);
+            let hash = Dedup::slot_hash(&hasher, &ids, slot);
+            table.insert_unique(hash, slot, |&slot| Dedup::slot_hash(&hasher, &ids, slot));
             at = end;
         }
-        if at != ids.len() {
+        if at != saved.len() {
             return Err(r.corrupt("more ids than times"));
         }
         Ok(Dedup {
             window,
             hasher,
-            stored: table.len(),
+            stored: table.iter().filter(|slot| slot.kind() == STORED).count(),
             table,
             ids,
             purged_at,
@@ -292,11 +384,11 @@ impl Dedup {
     }
 }
 
-/// Sorts by a store position: a least-significant-digit radix sort, 11 bits per pass, so
-/// three passes cover the 32-bit position (passes where every item has the same digit are
-/// skipped). Stable. Several times faster than a comparison sort on the millions of slots a
-/// snapshot saves while the engine waits.
-fn sort_by_key<T: Copy>(mut items: Vec<T>, key: impl Fn(&T) -> StrRef) -> Vec<T> {
+/// Sorts by a 64-bit key: a least-significant-digit radix sort, 11 bits per pass (passes
+/// where every item has the same digit are skipped, so a 32-bit store position takes three).
+/// Stable. Several times faster than a comparison sort on the millions of slots a snapshot
+/// saves while the engine waits.
+fn sort_by_key<T: Copy>(mut items: Vec<T>, key: impl Fn(&T) -> u64) -> Vec<T> {
     const BITS: u32 = 11;
     const DIGITS: usize = 1 << BITS;
     // The scratch half is as big as the items: on huge pages, like the slots the snapshot
@@ -304,7 +396,7 @@ fn sort_by_key<T: Copy>(mut items: Vec<T>, key: impl Fn(&T) -> StrRef) -> Vec<T>
     let mut spare = crate::mem::vec_huge(items.len());
     spare.extend_from_slice(&items);
     let mut starts = vec![0usize; DIGITS];
-    for shift in (0..u32::BITS).step_by(BITS as usize) {
+    for shift in (0..u64::BITS).step_by(BITS as usize) {
         let digit = |item: &T| (key(item) >> shift) as usize & (DIGITS - 1);
         starts.fill(0);
         for item in &items {
@@ -363,19 +455,19 @@ mod tests {
                 state ^= state << 13;
                 state ^= state >> 7;
                 state ^= state << 17;
-                let id = if i % 2 == 0 {
-                    state as u32
-                } else {
-                    state as u32 & 0xffff
+                let word = match i % 3 {
+                    0 => state,
+                    1 => state & 0xffff_ffff,
+                    _ => state & 0xffff,
                 };
-                Slot::new(id, i)
+                Slot::new(Some(Word::Hex16(word)), 0, i)
             })
             .collect();
-        let sorted = sort_by_key(slots.clone(), |slot| slot.id);
-        slots.sort_by_key(|slot| slot.id);
-        let key = |s: &[Slot]| s.iter().map(|s| (s.id, s.time())).collect::<Vec<_>>();
+        let sorted = sort_by_key(slots.clone(), |slot| slot.word);
+        slots.sort_by_key(|slot| slot.word);
+        let key = |s: &[Slot]| s.iter().map(|s| (s.word, s.time())).collect::<Vec<_>>();
         assert_eq!(key(&sorted), key(&slots), "stable, like sort_by_key");
-        assert!(sort_by_key(Vec::<Slot>::new(), |slot| slot.id).is_empty());
+        assert!(sort_by_key(Vec::<Slot>::new(), |slot| slot.word).is_empty());
     }
 
     #[test]
@@ -391,10 +483,13 @@ mod tests {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
-            // Ids repeat within and beyond the window; some are long enough to go unpacked.
+            // Ids repeat within and beyond the window; some are long enough to go to the
+            // store, the others are held in their slots (16 hex characters, or short).
             let n = state % 9000;
             let name = if n.is_multiple_of(7) {
                 format!("id-{n}-{}", "x".repeat(n as usize % 40))
+            } else if n.is_multiple_of(2) {
+                format!("{n:016x}")
             } else {
                 format!("{n:08x}")
             };
@@ -418,7 +513,8 @@ mod tests {
                     dedup.compact();
                     in_place += 1;
                 }
-                assert_eq!(dedup.stored, dedup.len());
+                let stored = dedup.table.iter().filter(|s| s.kind() == STORED).count();
+                assert_eq!(dedup.stored, stored);
             }
         }
         assert!(rebuilt > 3 && in_place > 3);
@@ -429,6 +525,27 @@ mod tests {
                 "{name}"
             );
         }
+    }
+
+    #[test]
+    fn ids_that_fit_a_word_are_held_in_their_slots() {
+        let mut dedup = Dedup::new(DAY);
+        assert!(dedup.accept_str("b168f04bd6e80e2a", 0, 0));
+        assert!(dedup.accept_str("e1", 0, 0));
+        assert!(
+            dedup.accept_str("b168f04b", 0, 0),
+            "hex, but short: not the 16 above"
+        );
+        assert_eq!(dedup.ids.len(), 0, "none of them in the store");
+        assert!(dedup.accept_str("B168F04BD6E80E2A", 0, 0));
+        assert!(
+            dedup.ids.len() > 0,
+            "uppercase hex is not packed: too long for a word"
+        );
+        for id in ["b168f04bd6e80e2a", "e1", "b168f04b", "B168F04BD6E80E2A"] {
+            assert!(!dedup.accept_str(id, 0, 0), "{id} is a duplicate");
+        }
+        assert!(dedup.accept_str("b168f04bd6e80e2b", 0, 0));
     }
 
     #[test]
@@ -454,8 +571,10 @@ mod tests {
     #[test]
     fn purge_keeps_remembered_ids_and_drops_forgotten_ones() {
         let mut dedup = Dedup::new(DAY);
+        // Ids too long for a slot, so they go to the store.
+        let id = |i| format!("event-number-{i}");
         for i in 0..100 {
-            dedup.accept_str(&format!("e{i}"), i * DAY / 10, Millis::MIN);
+            dedup.accept_str(&id(i), i * DAY / 10, Millis::MIN);
         }
         let before = dedup.ids.len();
         dedup.purge(5 * DAY);
@@ -465,10 +584,13 @@ mod tests {
             dedup.ids.len() < before,
             "forgotten ids are let go on compaction"
         );
-        assert!(!dedup.accept_str("e99", 0, 5 * DAY));
-        assert!(dedup.accept_str("e1", 5 * DAY, 5 * DAY), "e1 was forgotten");
+        assert!(!dedup.accept_str(&id(99), 0, 5 * DAY));
         assert!(
-            !dedup.accept_str("e1", 5 * DAY, 5 * DAY),
+            dedup.accept_str(&id(1), 5 * DAY, 5 * DAY),
+            "1 was forgotten"
+        );
+        assert!(
+            !dedup.accept_str(&id(1), 5 * DAY, 5 * DAY),
             "and is remembered again"
         );
     }

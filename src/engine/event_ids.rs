@@ -72,6 +72,68 @@ impl Encoded {
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf[..self.len]
     }
+
+    /// The id as one word, when it fits ([`Word`]).
+    pub fn word(&self) -> Option<Word> {
+        Word::of(self.as_bytes())
+    }
+}
+
+/// An id that fits in 64 bits, so a table can hold the id itself rather than a reference to
+/// its bytes elsewhere (a second cache miss per lookup): 16 lowercase hex characters, the
+/// usual event id, as their 8 packed bytes; or any id whose encoding takes at most 8 bytes,
+/// as that encoding padded with zeros. Equal ids give equal words and different ids
+/// different ones, as encodings do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Word {
+    Hex16(u64),
+    Short(u64),
+}
+
+impl Word {
+    /// The word of an encoded id, if it fits.
+    pub fn of(encoded: &[u8]) -> Option<Word> {
+        match encoded.len() {
+            9 if encoded[0] == HEX | 8 => Some(Word::Hex16(u64::from_le_bytes(
+                encoded[1..].try_into().expect("8 bytes"),
+            ))),
+            0..=8 => {
+                let mut word = [0; 8];
+                word[..encoded.len()].copy_from_slice(encoded);
+                Some(Word::Short(u64::from_le_bytes(word)))
+            }
+            _ => None,
+        }
+    }
+
+    /// The id's encoding, in `buf`.
+    pub fn encoded(self, buf: &mut [u8; 9]) -> &[u8] {
+        match self {
+            Word::Hex16(word) => {
+                buf[0] = HEX | 8;
+                buf[1..].copy_from_slice(&word.to_le_bytes());
+                &buf[..]
+            }
+            Word::Short(word) => {
+                buf[..8].copy_from_slice(&word.to_le_bytes());
+                let (start, len, _) = span(buf, 0);
+                &buf[..start + len]
+            }
+        }
+    }
+
+    /// The id's bytes as they came in, in `buf`.
+    pub fn raw(self, buf: &mut [u8; MAX_ID_BYTES]) -> &[u8] {
+        let mut encoded = [0; 9];
+        let encoded = self.encoded(&mut encoded);
+        let (start, len, hex) = span(encoded, 0);
+        let payload = &encoded[start..start + len];
+        if hex {
+            return unpack_hex(payload, buf);
+        }
+        buf[..len].copy_from_slice(payload);
+        &buf[..len]
+    }
 }
 
 /// Nibble value of each lowercase hex digit; `0x80` for every other byte.
@@ -122,17 +184,22 @@ fn span(bytes: &[u8], at: usize) -> (usize, usize, bool) {
 
 /// The string of an entry, unpacked into `buf` if it was packed.
 fn unpack<'a>(bytes: &'a [u8], at: usize, buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a [u8] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let (start, len, hex) = span(bytes, at);
     let payload = &bytes[start..start + len];
     if !hex {
         return payload;
     }
-    for (i, &b) in payload.iter().enumerate() {
+    unpack_hex(payload, buf)
+}
+
+/// Packed nibbles back to their lowercase hex characters, in `buf`.
+fn unpack_hex<'a>(packed: &[u8], buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a [u8] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (i, &b) in packed.iter().enumerate() {
         buf[2 * i] = DIGITS[(b >> 4) as usize];
         buf[2 * i + 1] = DIGITS[(b & 15) as usize];
     }
-    &buf[..2 * len]
+    &buf[..2 * packed.len()]
 }
 
 /// Append-only bytes of encoded ids, addressed by offset. Stores that must let ids go copy
@@ -253,6 +320,8 @@ mod tests {
     fn id() -> impl Strategy<Value = String> {
         prop_oneof![
             "[0-9a-f]{1,40}",
+            "[0-9a-f]{16}",
+            "[0-9a-f]{14,18}",
             "[0-9a-fA-F]{2,6}",
             "[0-9a-g]{1,8}",
             "[0-9a-f]{120,130}",
@@ -272,6 +341,13 @@ mod tests {
             prop_assert_eq!(ids.cmp(ra, rb), a.as_bytes().cmp(b.as_bytes()));
             prop_assert_eq!(ids.encoded(ra) == ids.encoded(rb), a == b);
             prop_assert_eq!(ids.encoded(ra), ea.as_bytes());
+            // An id that fits a word comes back from it whole, and only equal ids share one.
+            if let Some(word) = ea.word() {
+                let (mut encoded, mut raw) = ([0; 9], [0; MAX_ID_BYTES]);
+                prop_assert_eq!(word.encoded(&mut encoded), ea.as_bytes());
+                prop_assert_eq!(word.raw(&mut raw), a.as_bytes());
+                prop_assert_eq!(Some(word) == eb.word(), a == b);
+            }
         }
     }
 
