@@ -106,6 +106,17 @@ impl Word {
         }
     }
 
+    /// The length of [`Word::encoded`].
+    pub fn encoded_len(self) -> usize {
+        match self {
+            Word::Hex16(_) => 9,
+            Word::Short(word) => {
+                let (start, len, _) = span(&word.to_le_bytes(), 0);
+                start + len
+            }
+        }
+    }
+
     /// The id's encoding, in `buf`.
     pub fn encoded(self, buf: &mut [u8; 9]) -> &[u8] {
         match self {
@@ -345,6 +356,7 @@ mod tests {
             if let Some(word) = ea.word() {
                 let (mut encoded, mut raw) = ([0; 9], [0; MAX_ID_BYTES]);
                 prop_assert_eq!(word.encoded(&mut encoded), ea.as_bytes());
+                prop_assert_eq!(word.encoded_len(), ea.as_bytes().len());
                 prop_assert_eq!(word.raw(&mut raw), a.as_bytes());
                 prop_assert_eq!(Some(word) == eb.word(), a == b);
             }
