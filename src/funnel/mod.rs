@@ -301,26 +301,34 @@ mod tests {
         Funnels::new(&config.funnels).unwrap()
     }
 
+    /// A journey as a snapshot saves it: equal bytes, equal journeys.
+    fn saved(j: &journey::Journey) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        j.save(&mut crate::codec::Writer::new(&mut bytes));
+        bytes
+    }
+
+    /// Touches of the example config's kinds, two funnels' first journeys and then, a year
+    /// later, a journey of its own in either funnel.
+    fn two_journeys(f: &Funnels) -> [Touch; 5] {
+        let touch = |time, kind, online| Touch::new(time, 0, f.kind(kind, None), online, 7);
+        [
+            touch(1_000, "web_visit", true),
+            touch(2_000, "webinar_attended", false),
+            touch(3_000, "contract_signed", true),
+            touch(40_000_000_000, "ad_click", true),
+            touch(40_000_001_000, "demo_held", false),
+        ]
+    }
+
     /// `walk` resets a journey in place for the next one: it must be the journey a fresh
     /// start would be, down to the bytes a snapshot saves of it.
     #[test]
     fn a_journey_restarted_in_place_equals_a_fresh_one() {
         let f = funnels();
-        let saved = |j: &journey::Journey| {
-            let mut bytes = Vec::new();
-            j.save(&mut crate::codec::Writer::new(&mut bytes));
-            bytes
-        };
-        let touch = |time, kind, online| Touch::new(time, 0, f.kind(kind, None), online, 7);
-        let first = [
-            touch(1_000, "web_visit", true),
-            touch(2_000, "webinar_attended", false),
-            touch(3_000, "contract_signed", true),
-            // A year later: a journey of its own in either funnel.
-            touch(40_000_000_000, "ad_click", true),
-        ];
+        let [a, b, c, d, _] = two_journeys(&f);
         for funnel in 0..f.len() {
-            let mut touches = first;
+            let mut touches = [a, b, c, d];
             let mut journeys = Vec::new();
             let last = journey::walk(&mut touches, 0, funnel, &f, false, |j, _| {
                 journeys.push(saved(j))
@@ -343,19 +351,7 @@ mod tests {
     #[test]
     fn a_walk_into_a_used_journey_equals_a_fresh_walk() {
         let f = funnels();
-        let saved = |j: &journey::Journey| {
-            let mut bytes = Vec::new();
-            j.save(&mut crate::codec::Writer::new(&mut bytes));
-            bytes
-        };
-        let touch = |time, kind, online| Touch::new(time, 0, f.kind(kind, None), online, 7);
-        let mut touches = [
-            touch(1_000, "web_visit", true),
-            touch(2_000, "webinar_attended", false),
-            touch(3_000, "contract_signed", true),
-            touch(40_000_000_000, "ad_click", true),
-            touch(40_000_001_000, "demo_held", false),
-        ];
+        let mut touches = two_journeys(&f);
         for funnel in 0..f.len() {
             for from in [0, 3] {
                 let (mut fresh, mut reused) = (Vec::new(), Vec::new());
