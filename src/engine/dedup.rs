@@ -117,7 +117,8 @@ pub struct Dedup {
     hasher: RandomState,
     table: HashTable<Slot>,
     ids: EventIds,
-    /// Entries in `ids`, forgotten ones included (slots point to `table.len()` of them).
+    /// Entries in `ids`, forgotten ones included (the slots of longer ids point to the
+    /// remembered ones; ids held in their slots are not there).
     /// Entries, not bytes: counting bytes would read each forgotten id's length from the
     /// store as it is purged, a cache miss per id.
     stored: usize,
@@ -216,9 +217,9 @@ impl Dedup {
     }
 
     /// Moves the remembered ids of the store to one of their own size and frees the old one
-    /// with the forgotten ids in it. Ids keep their order, so the store's order (which a snapshot
-    /// saves) is always the order ids were first stored in, never the table's hash order;
-    /// reading the old store in order also spares a cache miss per id.
+    /// with the forgotten ids in it. Ids keep their order, so the store's order (which a
+    /// snapshot keeps) is always the order ids were first stored in, never the table's hash
+    /// order; reading the old store in order also spares a cache miss per id.
     ///
     /// The slots stay in their buckets and only their store positions change: every step
     /// reads or writes in memory order (or within a bucket-sized index that fits the cache),
