@@ -43,11 +43,13 @@ const HEX16: u8 = 1;
 const SHORT: u8 = 2;
 
 impl Slot {
-    fn new(id: Option<Word>, stored: StrRef, time: Millis) -> Slot {
+    /// A slot for an id held here (`Ok`) or at a position in the store (`Err`), as
+    /// [`Slot::id`] gives it back.
+    fn new(id: Result<Word, StrRef>, time: Millis) -> Slot {
         let (kind, word) = match id {
-            Some(Word::Hex16(word)) => (HEX16, word),
-            Some(Word::Short(word)) => (SHORT, word),
-            None => (STORED, u64::from(stored)),
+            Ok(Word::Hex16(word)) => (HEX16, word),
+            Ok(Word::Short(word)) => (SHORT, word),
+            Err(at) => (STORED, u64::from(at)),
         };
         Slot {
             word,
@@ -180,17 +182,14 @@ impl Dedup {
             }
             return false;
         }
-        let at = match word {
-            Some(_) => 0,
-            None => {
-                self.stored += 1;
-                self.ids.push(id)
-            }
-        };
+        let held = word.ok_or_else(|| {
+            self.stored += 1;
+            self.ids.push(id)
+        });
         let hasher = &self.hasher;
         let ids = &self.ids;
         self.table
-            .insert_unique(hash, Slot::new(word, at, time), |&slot| {
+            .insert_unique(hash, Slot::new(held, time), |&slot| {
                 Dedup::slot_hash(hasher, ids, slot)
             });
         true
@@ -361,13 +360,8 @@ impl Dedup {
             if !time_fits(time) {
                 return Err(r.corrupt("a remembered id's time is out of range"));
             }
-            let encoded = saved.encoded(id);
-            let word = Word::of(encoded);
-            let stored = match word {
-                Some(_) => 0,
-                None => ids.copy_from(&saved, id),
-            };
-            let slot = Slot::new(word, stored, time);
+            let held = Word::of(saved.encoded(id)).ok_or_else(|| ids.copy_from(&saved, id));
+            let slot = Slot::new(held, time);
             let hash = Dedup::slot_hash(&hasher, &ids, slot);
             table.insert_unique(hash, slot, |&slot| Dedup::slot_hash(&hasher, &ids, slot));
             at = end;
@@ -487,7 +481,7 @@ mod tests {
                     1 => state & 0xffff_ffff,
                     _ => state & 0xffff,
                 };
-                Slot::new(Some(Word::Hex16(word)), 0, i)
+                Slot::new(Ok(Word::Hex16(word)), i)
             })
             .collect();
         let sorted = sort_by_key(slots.clone(), |slot| slot.word);
@@ -504,9 +498,9 @@ mod tests {
         let mut slots = Vec::new();
         for i in 0..3000u64 {
             let word = i.wrapping_mul(0x2545_f491_4f6c_dd1d) % 1000;
-            slots.push(Slot::new(Some(Word::Hex16(word)), 0, i as Millis));
-            slots.push(Slot::new(Some(Word::Short(word + 7)), 0, i as Millis));
-            slots.push(Slot::new(None, (i * 7) as StrRef, i as Millis));
+            slots.push(Slot::new(Ok(Word::Hex16(word)), i as Millis));
+            slots.push(Slot::new(Ok(Word::Short(word + 7)), i as Millis));
+            slots.push(Slot::new(Err((i * 7) as StrRef), i as Millis));
         }
         slots.sort_by_key(|s| (s.kind(), s.word));
         slots.dedup_by_key(|s| (s.kind(), s.word));
