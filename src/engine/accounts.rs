@@ -498,7 +498,7 @@ fn grow(touches: &mut Vec<Touch>) {
 pub fn touch_order(a: &Touch, b: &Touch, ids: &EventIds) -> Ordering {
     { a.time }
         .cmp(&{ b.time })
-        .then_with(|| ids.cmp(a.id, b.id))
+        .then_with(|| ids.order(a.id(), b.id()))
 }
 
 /// Where `touch` goes in the sorted `touches`: after every touch that does not sort after it,

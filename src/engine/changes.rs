@@ -75,7 +75,7 @@ pub struct JourneyChange<'a> {
 impl JourneyChange<'_> {
     /// The event id of `touches[i]`, unpacked into `buf` when needed.
     pub fn event_id<'b>(&'b self, i: usize, buf: &'b mut [u8; MAX_ID_BYTES]) -> &'b str {
-        self.ids.get_str(self.touches[i].id, buf)
+        self.ids.touch_str(self.touches[i].id(), buf)
     }
 }
 

@@ -271,8 +271,8 @@ impl Identity {
 
     /// Parks a touch that has no account yet, with its event id.
     pub fn wait(&mut self, mut touch: Touch, ids: Ids, id: &Encoded) {
-        touch.id = self.pending_ids.push(id);
-        self.pending_id_bytes += id.as_bytes().len();
+        touch.set_id(self.pending_ids.keep(id));
+        self.pending_id_bytes += self.pending_ids.kept_len(touch.id());
         let contact = ids.contact.unwrap_or(NONE);
         let anon = ids.anon.unwrap_or(NONE);
         let unlinked = Link {
@@ -392,7 +392,7 @@ impl Identity {
             let waiting = self.slots[slot as usize];
             if let Some(account) = self.resolve_waiting(waiting.contact, waiting.anon) {
                 let mut touch = waiting.touch;
-                touch.id = touch_ids.copy_from(&self.pending_ids, touch.id);
+                touch.set_id(touch_ids.keep_copy(&self.pending_ids, touch.id()));
                 joined.push((account, touch));
                 self.free_slot(slot);
             }
@@ -411,7 +411,7 @@ impl Identity {
             self.unlink(Node::Anon(anon), slot);
         }
         let waiting = &mut self.slots[slot as usize];
-        self.pending_id_bytes -= self.pending_ids.encoded(waiting.touch.id).len();
+        self.pending_id_bytes -= self.pending_ids.kept_len(waiting.touch.id());
         waiting.live = false;
         waiting.generation = waiting.generation.wrapping_add(1);
         self.free.push(slot);
@@ -487,7 +487,8 @@ impl Identity {
         }
         let mut kept = EventIds::with_capacity(self.pending_id_bytes);
         for w in self.slots.iter_mut().filter(|w| w.live) {
-            w.touch.id = kept.copy_from(&self.pending_ids, w.touch.id);
+            w.touch
+                .set_id(kept.keep_copy(&self.pending_ids, w.touch.id()));
         }
         self.pending_ids = kept;
     }
@@ -706,7 +707,7 @@ impl Identity {
             if !check.touch(w.touch, &self.pending_ids) {
                 return Err(r.corrupt(format_args!("waiting touch {i} points outside the tables")));
             }
-            id_bytes += self.pending_ids.encoded(w.touch.id).len();
+            id_bytes += self.pending_ids.kept_len(w.touch.id());
             let nodes = [(w.contact, contacts), (w.anon, anons)];
             for (k, (node, count)) in nodes.into_iter().enumerate() {
                 if node == NONE {
@@ -777,14 +778,21 @@ mod tests {
                 ..Ids::default()
             };
             let id = Encoded::new(format!("event-{i}").as_bytes());
-            identity.wait(Touch::new(i, 0, 0, true, 0), ids, &id);
+            identity.wait(
+                Touch::new(i, crate::engine::TouchId::Stored(0), 0, true, 0),
+                ids,
+                &id,
+            );
             let link = Ids {
                 account: Some(0),
                 ..ids
             };
             identity.link(link, &mut joined, &mut touch_ids);
             assert_eq!(joined.len(), 1);
-            assert_eq!(touch_ids.get_string(joined[0].1.id), format!("event-{i}"));
+            assert_eq!(
+                touch_ids.touch_string(joined[0].1.id()),
+                format!("event-{i}")
+            );
             joined.clear();
         }
         assert_eq!(identity.pending(), 0);

@@ -21,6 +21,7 @@ mod warm;
 pub mod watermark;
 
 pub use changes::JourneyChange;
+pub use event_ids::TouchId;
 pub use snapshot::{SNAPSHOT_VERSION, SnapshotError};
 pub use split::{LinkedIds, ResolvedTouch};
 pub use view::{AccountView, FunnelView, JourneyView, StageView, TouchView};
@@ -201,10 +202,11 @@ impl Engine {
                 let channel = event.channel.unwrap_or(crate::event::Channel::Offline);
                 let dims = self.dims.touch(event, channel);
                 let online = channel == crate::event::Channel::Online;
-                let mut touch = Touch::new(time, 0, kind, online, dims);
+                // The id goes where the touch does: with the account, or with it waiting.
+                let mut touch = Touch::new(time, TouchId::Hex16(0), kind, online, dims);
                 match self.identity.resolve(ids) {
                     Some(account) => {
-                        touch.id = self.touch_ids.push(&self.id);
+                        touch.set_id(self.touch_ids.keep(&self.id));
                         self.insert_touch(account, touch, late);
                     }
                     None => self.identity.wait(touch, ids, &self.id),

@@ -255,10 +255,17 @@ fn random_event(noise: &mut Noise, n: usize) -> Event<'static> {
     const TOUCHPOINTS: [&str; 7] = ["visit", "webinar", "scan", "call", "sign", "nope", "note"];
     // A few ids are reused, so some events are duplicates and some come back after the
     // dedup window.
-    let id = if noise.below(8) == 0 {
-        format!("e{}", noise.below(n as u64 + 1))
+    let m = if noise.below(8) == 0 {
+        noise.below(n as u64 + 1)
     } else {
-        format!("e{n}")
+        n as u64
+    };
+    // Half the ids are 16 hex characters, which touches hold themselves; the others are kept
+    // in the touch id store.
+    let id = if m % 2 == 0 {
+        format!("{:016x}", m.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    } else {
+        format!("e{m}")
     };
     let at = T0 + noise.below(60) as Millis * DAY + noise.below(3) as Millis * 3_600_000;
     let a = noise.below(6);

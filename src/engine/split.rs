@@ -292,7 +292,7 @@ impl Engine {
             .drain(..)
             .map(|(account, touch, late)| ResolvedTouch {
                 account: self.accounts.name(&self.arena, account).to_string(),
-                event_id: self.touch_ids.get_string(touch.id),
+                event_id: self.touch_ids.touch_string(touch.id()),
                 time: touch.time,
                 kind: touch.kind,
                 online: touch.flags & Touch::ONLINE != 0,
@@ -342,7 +342,7 @@ impl Engine {
             .accounts
             .intern(&mut self.arena, resolved.account.as_bytes());
         self.id.set(resolved.event_id.as_bytes());
-        let id = self.touch_ids.push(&self.id);
+        let id = self.touch_ids.keep(&self.id);
         let dims = self.dims.code_labels(&resolved.labels);
         let touch = Touch::new(resolved.time, id, resolved.kind, resolved.online, dims);
         self.insert_touch(account, touch, resolved.late);

@@ -76,7 +76,7 @@ impl Engine {
                             s => Some(funnel.stages[s as usize].clone()),
                         };
                         TouchView {
-                            event_id: ids.get_string(t.id),
+                            event_id: ids.touch_string(t.id()),
                             occurred_at: format_rfc3339(t.time),
                             channel: channel(t.online()),
                             touchpoint: all.touchpoint_name(t.kind).map(str::to_string),
@@ -91,7 +91,7 @@ impl Engine {
                             StageView {
                                 name: funnel.stages[s].clone(),
                                 entered_at: format_rfc3339(j.entered[s]),
-                                entered_by: ids.get_string(entering.id),
+                                entered_by: ids.touch_string(entering.id()),
                                 channel: channel(entering.online()),
                                 turns_before: j.turns_before[s],
                                 outcome: outcome.map(Outcome::as_str),

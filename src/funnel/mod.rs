@@ -14,8 +14,7 @@ use hashbrown::HashMap;
 
 use crate::codec::{Reader, Writer};
 use crate::config::FunnelConfig;
-use crate::engine::SnapshotError;
-use crate::engine::store::StrRef;
+use crate::engine::{SnapshotError, TouchId};
 use crate::time::Millis;
 
 /// Stage code of an event in a funnel that maps it to no stage.
@@ -25,21 +24,21 @@ pub const LOST: u8 = 0xFF;
 
 /// Funnels whose journey starts are marked in [`Touch::flags`]; journeys of later funnels are
 /// recomputed from the account's first touch (correct, just slower).
-pub const MARKED_FUNNELS: usize = 15;
+pub const MARKED_FUNNELS: usize = 14;
 
-/// One accepted touch as the engine keeps it: 20 bytes (packed to 4-byte alignment, so the
-/// 8-byte time does not pad it to 24).
+/// One accepted touch as the engine keeps it: 24 bytes, its usual event id included.
 ///
 /// Touches of an account are kept sorted by (`time`, event id bytes), SPEC §3.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(C, packed(4))]
 pub struct Touch {
     pub time: Millis,
-    /// The event id in the engine's touch id store (ties in `time` are ordered by it).
-    pub id: StrRef,
+    /// Its event id (ties in `time` are ordered by it): a [`TouchId`], whose variant is the
+    /// [`Touch::STORED_ID`] flag. Read it with [`Touch::id`].
+    id: u64,
     /// Index into the [`Funnels`] kind table: touchpoint kind × explicit stage.
     pub kind: u16,
-    /// Bit 0: online. Bit 1 + f: this touch starts a journey of funnel f (f < 15).
+    /// Bit 0: online. Bit 1 + f: this touch starts a journey of funnel f (f < 14). Bit 15:
+    /// the event id is in the engine's touch id store, not in `id`.
     pub flags: u16,
     /// Its values of the configured breakdown dimensions, one byte each
     /// (see `engine::dims`); 0 when none are configured.
@@ -48,15 +47,33 @@ pub struct Touch {
 
 impl Touch {
     pub const ONLINE: u16 = 1;
+    const STORED_ID: u16 = 1 << 15;
 
-    pub fn new(time: Millis, id: StrRef, kind: u16, online: bool, dims: u32) -> Touch {
-        Touch {
+    pub fn new(time: Millis, id: TouchId, kind: u16, online: bool, dims: u32) -> Touch {
+        let mut touch = Touch {
             time,
-            id,
+            id: 0,
             kind,
             flags: if online { Touch::ONLINE } else { 0 },
             dims,
+        };
+        touch.set_id(id);
+        touch
+    }
+
+    pub fn id(self) -> TouchId {
+        if self.flags & Touch::STORED_ID == 0 {
+            TouchId::Hex16(self.id)
+        } else {
+            TouchId::Stored(self.id as u32)
         }
+    }
+
+    pub fn set_id(&mut self, id: TouchId) {
+        (self.id, self.flags) = match id {
+            TouchId::Hex16(word) => (word, self.flags & !Touch::STORED_ID),
+            TouchId::Stored(at) => (at.into(), self.flags | Touch::STORED_ID),
+        };
     }
 
     pub fn online(self) -> bool {
@@ -83,10 +100,9 @@ impl Touch {
     }
 
     /// Bytes of a saved touch.
-    pub const SAVED_BYTES: usize = 20;
+    pub const SAVED_BYTES: usize = 24;
 
-    /// Field by field (the struct is packed: no references to its fields), journey marks
-    /// included.
+    /// Field by field, journey marks and the stored-id flag included.
     pub fn save(self, w: &mut Writer<'_>) {
         let Touch {
             time,
@@ -98,22 +114,26 @@ impl Touch {
         // One write per touch: accounts hold millions.
         let mut b = [0; Touch::SAVED_BYTES];
         b[..8].copy_from_slice(&time.to_le_bytes());
-        b[8..12].copy_from_slice(&id.to_le_bytes());
-        b[12..14].copy_from_slice(&kind.to_le_bytes());
-        b[14..16].copy_from_slice(&flags.to_le_bytes());
-        b[16..].copy_from_slice(&dims.to_le_bytes());
+        b[8..16].copy_from_slice(&id.to_le_bytes());
+        b[16..18].copy_from_slice(&kind.to_le_bytes());
+        b[18..20].copy_from_slice(&flags.to_le_bytes());
+        b[20..].copy_from_slice(&dims.to_le_bytes());
         w.raw(&b);
     }
 
     /// A touch as saved; the caller checks what its fields point to.
     pub fn load(r: &mut Reader<'_>) -> Result<Touch, SnapshotError> {
-        Ok(Touch {
+        let touch = Touch {
             time: r.i64()?,
-            id: r.u32()?,
+            id: r.u64()?,
             kind: r.u16()?,
             flags: r.u16()?,
             dims: r.u32()?,
-        })
+        };
+        if touch.flags & Touch::STORED_ID != 0 && u32::try_from(touch.id).is_err() {
+            return Err(r.corrupt("a touch's event id is past its store"));
+        }
+        Ok(touch)
     }
 }
 
@@ -311,7 +331,9 @@ mod tests {
     /// Touches of the example config's kinds, two funnels' first journeys and then, a year
     /// later, a journey of its own in either funnel.
     fn two_journeys(f: &Funnels) -> [Touch; 5] {
-        let touch = |time, kind, online| Touch::new(time, 0, f.kind(kind, None), online, 7);
+        let touch = |time, kind, online| {
+            Touch::new(time, TouchId::Stored(0), f.kind(kind, None), online, 7)
+        };
         [
             touch(1_000, "web_visit", true),
             touch(2_000, "webinar_attended", false),
