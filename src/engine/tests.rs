@@ -804,3 +804,63 @@ fn account_view_shows_journeys_in_order_with_outcomes() {
     assert_eq!(journeys[1].status, "open");
     assert_eq!(journeys[1].stages[0].outcome, Some("open"));
 }
+
+#[test]
+fn funnels_past_the_marked_ones_count_like_the_first() {
+    // Sixteen copies of the one funnel: the last two have no journey-start marks in their
+    // touches (`MARKED_FUNNELS`) and are recomputed from the first touch, and the marks must
+    // leave alone the flag that says where a touch's event id is.
+    let funnel = &CONFIG[CONFIG.find("[[funnel]]").unwrap()..];
+    let mut text = CONFIG[..CONFIG.find("[[funnel]]").unwrap()].to_string();
+    for f in 0..16 {
+        text += &funnel.replace("name = \"f\"", &format!("name = \"f{f}\""));
+    }
+    assert!(16 > crate::funnel::MARKED_FUNNELS);
+    let mut engine = engine_with(&text);
+    // 16-hex-character ids are held in the touches, the others in the store; at equal
+    // times their bytes decide the order ("e-a" loses before "ffff…" signs).
+    let events = [
+        acct("0000000000000001", T0, "visit"),
+        acct("e-x", T0 + DAY, "webinar"),
+        acct("ffffffffffffffff", T0 + 2 * DAY, "sign"),
+        acct("e-a", T0 + 2 * DAY, "nope"),
+        acct("00000000000000aa", T0 + 40 * DAY, "visit"),
+        acct("e-y", T0 + 41 * DAY, "call"),
+        // Late: lands between touches already kept.
+        acct("0000000000000abc", T0 + DAY + 1, "scan"),
+        acct("e-late", T0 + 40 * DAY + 1, "webinar"),
+        // Late, and tied with touches that already start journeys: sorting it reads their
+        // ids.
+        acct("fffffffffffffff0", T0 + 2 * DAY, "visit"),
+        acct("e-b", T0 + 2 * DAY, "visit"),
+    ];
+    let s = run(&mut engine, &events);
+    // Every funnel's journeys hold every touch under its own id.
+    let view = engine.account("acme").unwrap();
+    let mut expected: Vec<&str> = events.iter().map(|e| e.event_id.as_ref()).collect();
+    expected.sort_unstable();
+    for funnel in &view.funnels {
+        let mut ids: Vec<&str> = funnel
+            .journeys
+            .iter()
+            .flat_map(|j| j.touches.iter())
+            .map(|t| t.event_id.as_str())
+            .collect();
+        ids.sort_unstable();
+        assert_eq!(ids, expected, "{}", funnel.name);
+    }
+    let first = &s.funnels[0];
+    assert_eq!(
+        (first.journeys, first.journeys_lost, first.journeys_won),
+        (3, 1, 1)
+    );
+    for other in &s.funnels[1..] {
+        assert_eq!(
+            (other.journeys, other.journeys_won, other.journeys_lost),
+            (first.journeys, first.journeys_won, first.journeys_lost),
+            "{}",
+            other.name
+        );
+        assert_eq!(other.stages, first.stages, "{}", other.name);
+    }
+}
