@@ -43,7 +43,8 @@ struct Account {
 /// What the account bookkeeping needs from the rest of the engine.
 pub struct Context<'a> {
     pub funnels: &'a Funnels,
-    /// Event ids of the touches in accounts, for the tie-break of SPEC §3.
+    /// Event ids that touches in accounts do not hold themselves, for the tie-break of
+    /// SPEC §3.
     pub touch_ids: &'a EventIds,
     pub stats: &'a mut [FunnelStats],
     pub watermark: Millis,

@@ -116,7 +116,8 @@ pub struct Identity {
     slots: Vec<Waiting>,
     free: Vec<u32>,
     live: usize,
-    /// Ids of waiting touches (`Waiting::touch.id` points here), and the bytes of live ones.
+    /// Ids of waiting touches that they do not hold themselves (`TouchId::Stored` points
+    /// here), and the bytes of live ones.
     pending_ids: EventIds,
     pending_id_bytes: usize,
     /// Anonymous ids with waiting touches whose contact has no account yet, by that contact.

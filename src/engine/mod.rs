@@ -86,7 +86,8 @@ pub struct Engine {
     allowed_lateness: Millis,
     /// Account, contact and anonymous ids.
     arena: StrArena,
-    /// Event ids of the touches in accounts (dedup and waiting touches keep their own).
+    /// Event ids of the touches in accounts, other than the 16-hex-character ones touches
+    /// hold themselves (dedup and waiting touches keep their own).
     touch_ids: EventIds,
     dedup: Dedup,
     identity: Identity,

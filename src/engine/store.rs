@@ -99,6 +99,7 @@ impl StrArena {
         // One u64 per live name of the span, which sorts by position: its offset in the span
         // (below 2^20), the interner (below 4), its index (below 2^32).
         const _: () = assert!(COMPACT_SPAN <= 1 << 20);
+        assert!(interners.len() <= 4, "two bits name the interner");
         let mut span: Vec<u64> = Vec::new();
         let (mut lo, mut to) = (0, 0);
         while lo < self.bytes.len() {
