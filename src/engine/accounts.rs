@@ -24,6 +24,7 @@ use super::event_ids::EventIds;
 use super::snapshot::TouchCheck;
 use super::store::{Interner, StrArena};
 use super::timers::TimerQueue;
+use super::touch_pool::{Block, TouchPool};
 use crate::codec::{Reader, Writer};
 use crate::funnel::journey::{self, Journey};
 use crate::funnel::stats::FunnelStats;
@@ -35,7 +36,8 @@ pub const LONG_JOURNEY: usize = 64;
 
 #[derive(Debug, Default)]
 struct Account {
-    touches: Vec<Touch>,
+    /// Its touches, in the pool.
+    touches: Block,
     /// A timer for this account is queued at this watermark value (`Millis::MAX`: none).
     next_check: Millis,
 }
@@ -54,6 +56,7 @@ pub struct Context<'a> {
 pub struct Accounts {
     names: Interner,
     accounts: Vec<Account>,
+    pool: TouchPool,
     timers: TimerQueue<(Millis, u32)>,
     /// The last journey per (account, funnel), for journeys of [`LONG_JOURNEY`] touches or more.
     long: HashMap<(u32, u32), Journey, RandomState>,
@@ -74,6 +77,7 @@ impl Default for Accounts {
         Accounts {
             names: Interner::default(),
             accounts: Vec::new(),
+            pool: TouchPool::default(),
             timers: TimerQueue::default(),
             long: HashMap::default(),
             long_floor: usize::MAX,
@@ -98,7 +102,7 @@ impl Accounts {
         let (i, new) = self.names.intern_hashed(arena, name, hash);
         if new {
             self.accounts.push(Account {
-                touches: Vec::new(),
+                touches: Block::default(),
                 next_check: Millis::MAX,
             });
         }
@@ -129,7 +133,8 @@ impl Accounts {
 
     /// Prefetches the end of the account's touches, where a new touch usually goes.
     pub fn prefetch_touches(&self, account: u32) {
-        if let Some(last) = self.accounts[account as usize].touches.last() {
+        let touches = self.pool.get(self.accounts[account as usize].touches);
+        if let Some(last) = touches.last() {
             crate::mem::prefetch(last);
         }
     }
@@ -144,7 +149,7 @@ impl Accounts {
     }
 
     pub fn touches_mut(&mut self, account: u32) -> &mut [Touch] {
-        &mut self.accounts[account as usize].touches
+        self.pool.get_mut(self.accounts[account as usize].touches)
     }
 
     /// Journeys kept between touches.
@@ -155,12 +160,12 @@ impl Accounts {
 
     #[cfg(test)]
     pub fn touches(&self, account: u32) -> &[Touch] {
-        &self.accounts[account as usize].touches
+        self.pool.get(self.accounts[account as usize].touches)
     }
 
     /// Adds a touch to an account's journeys, keeping the counters exact.
     pub fn insert(&mut self, account: u32, touch: Touch, cx: &mut Context<'_>) {
-        let touches = &self.accounts[account as usize].touches;
+        let touches = self.pool.get(self.accounts[account as usize].touches);
         let at = insert_position(touches, touch, cx.touch_ids);
         if let Some(changes) = &mut self.changes {
             changes.mark(account, at);
@@ -171,13 +176,18 @@ impl Accounts {
             self.insert_before_last(account, at, touch, cx)
         };
         self.arm(account, deadline);
+        if let Some(class) = self.pool.untidy() {
+            let blocks = self.accounts.iter_mut().map(|a| &mut a.touches);
+            self.pool.compact(class, blocks);
+        }
     }
 
     /// The common case: the touch sorts after every touch of the account, so only the last
     /// journey of each funnel changes (or is closed by a new one). Returns the account's
     /// next deadline.
     fn append(&mut self, account: u32, mut touch: Touch, cx: &mut Context<'_>) -> Millis {
-        let touches = &mut self.accounts[account as usize].touches;
+        let block = &mut self.accounts[account as usize].touches;
+        let touches = self.pool.get_mut(*block);
         let at = touches.len();
         let mut deadline = Millis::MAX;
         for f in 0..cx.funnels.len() {
@@ -209,8 +219,7 @@ impl Accounts {
                 self.long.insert(key, last.clone());
             }
         }
-        grow(touches);
-        touches.push(touch);
+        self.pool.insert(block, at, touch);
         deadline
     }
 
@@ -224,7 +233,8 @@ impl Accounts {
         touch: Touch,
         cx: &mut Context<'_>,
     ) -> Millis {
-        let touches = &mut self.accounts[account as usize].touches;
+        let block = &mut self.accounts[account as usize].touches;
+        let touches = self.pool.get_mut(*block);
         let funnels = cx.funnels.len();
         let mut on_stack = [0usize; 8];
         let mut on_heap = Vec::new();
@@ -244,8 +254,8 @@ impl Accounts {
                 stats.add(j, funnel, cx.watermark, later, -1)
             });
         }
-        grow(touches);
-        touches.insert(at, touch);
+        self.pool.insert(block, at, touch);
+        let touches = self.pool.get_mut(*block);
         let mut deadline = Millis::MAX;
         for (f, &from) in from.iter().enumerate() {
             let stats = &mut cx.stats[f];
@@ -293,7 +303,7 @@ impl Accounts {
                 continue; // superseded by an earlier timer that already ran
             }
             state.next_check = Millis::MAX;
-            let touches = &mut state.touches;
+            let touches = self.pool.get_mut(state.touches);
             if let Some(changes) = &mut self.changes {
                 changes.mark(account, touches.len() - 1);
             }
@@ -331,10 +341,15 @@ impl Accounts {
         funnels: &Funnels,
         mut visit: impl FnMut(u32, &Journey, bool),
     ) {
-        for (i, account) in self.accounts.iter_mut().enumerate() {
-            journey::walk(&mut account.touches, 0, f, funnels, false, |j, later| {
-                visit(i as u32, j, later)
-            });
+        for (i, account) in self.accounts.iter().enumerate() {
+            journey::walk(
+                self.pool.get_mut(account.touches),
+                0,
+                f,
+                funnels,
+                false,
+                |j, later| visit(i as u32, j, later),
+            );
         }
     }
 
@@ -346,7 +361,7 @@ impl Accounts {
         funnels: &Funnels,
         mut visit: impl FnMut(&[Touch], &Journey, bool),
     ) {
-        let touches = &mut self.accounts[account as usize].touches;
+        let touches = self.pool.get_mut(self.accounts[account as usize].touches);
         let mut found = Vec::new();
         journey::walk(touches, 0, f, funnels, false, |j, later| {
             found.push((j.clone(), later))
@@ -375,7 +390,7 @@ impl Accounts {
         for account in &self.accounts {
             w.i64(account.next_check);
             w.len(account.touches.len());
-            for &touch in &account.touches {
+            for &touch in self.pool.get(account.touches) {
                 touch.save(w);
             }
         }
@@ -411,10 +426,12 @@ impl Accounts {
             return Err(r.corrupt(format_args!("{n} accounts for {} names", names.len())));
         }
         let mut accounts = Vec::with_capacity(n);
+        let mut pool = TouchPool::default();
+        let mut touches = Vec::new();
         for _ in 0..n {
             let next_check = r.i64()?;
             let k = r.len(Touch::SAVED_BYTES)?;
-            let mut touches = Vec::with_capacity(k);
+            touches.clear();
             for _ in 0..k {
                 let touch = Touch::load(r)?;
                 if !check.touch(touch, touch_ids) {
@@ -423,7 +440,7 @@ impl Accounts {
                 touches.push(touch);
             }
             accounts.push(Account {
-                touches,
+                touches: pool.alloc_copy(&touches),
                 next_check,
             });
         }
@@ -465,6 +482,7 @@ impl Accounts {
         Ok(Accounts {
             names,
             accounts,
+            pool,
             timers,
             long,
             long_floor,
@@ -477,21 +495,9 @@ impl Accounts {
     pub fn heap_bytes(&self) -> usize {
         self.names.heap_bytes()
             + self.accounts.capacity() * size_of::<Account>()
-            + self
-                .accounts
-                .iter()
-                .map(|a| a.touches.capacity() * size_of::<Touch>())
-                .sum::<usize>()
+            + self.pool.heap_bytes()
             + self.timers.heap_bytes()
             + self.changes.as_ref().map_or(0, Changes::heap_bytes)
-    }
-}
-
-/// Makes room for one more touch, growing by half rather than doubling: most accounts have a
-/// handful of touches, and memory per touch is a headline figure.
-fn grow(touches: &mut Vec<Touch>) {
-    if touches.len() == touches.capacity() {
-        touches.reserve_exact((touches.len() / 2).max(2));
     }
 }
 

@@ -16,6 +16,7 @@ mod snapshot;
 mod split;
 pub mod store;
 mod timers;
+mod touch_pool;
 mod view;
 mod warm;
 pub mod watermark;

@@ -29,7 +29,7 @@ pub const MARKED_FUNNELS: usize = 14;
 /// One accepted touch as the engine keeps it: 24 bytes, its usual event id included.
 ///
 /// Touches of an account are kept sorted by (`time`, event id bytes), SPEC §3.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Touch {
     pub time: Millis,
     /// Its event id (ties in `time` are ordered by it): a [`TouchId`], whose variant is the
