@@ -34,6 +34,16 @@ use crate::time::Millis;
 /// Journeys with this many touches keep their state between touches (see the module doc).
 pub const LONG_JOURNEY: usize = 64;
 
+/// A queued check of an account's journeys, ordered by deadline, then account: 12 bytes
+/// where the tuple took 16 (the queue holds about one per account, issue #2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(C, packed(4))]
+struct Check {
+    deadline: Millis,
+    account: u32,
+}
+const _: () = assert!(size_of::<Check>() == 12);
+
 #[derive(Debug, Default)]
 struct Account {
     /// Its touches, in the pool.
@@ -57,7 +67,7 @@ pub struct Accounts {
     names: Interner,
     accounts: Vec<Account>,
     pool: TouchPool,
-    timers: TimerQueue<(Millis, u32)>,
+    timers: TimerQueue<Check>,
     /// The last journey per (account, funnel), for journeys of [`LONG_JOURNEY`] touches or more.
     long: HashMap<(u32, u32), Journey, RandomState>,
     /// The fewest touches an account had when a journey of it went into `long`. Touches are
@@ -286,14 +296,14 @@ impl Accounts {
         let next = &mut self.accounts[account as usize].next_check;
         if deadline < *next {
             *next = deadline;
-            self.timers.push((deadline, account));
+            self.timers.push(Check { deadline, account });
         }
     }
 
     /// Moves the counters from watermark `from` to watermark `to` (`to >= from`): every
     /// account whose last journeys have a deadline before `to` is decided again.
     pub fn advance(&mut self, from: Millis, to: Millis, cx: &mut Context<'_>) {
-        while let Some((deadline, account)) = self.timers.peek() {
+        while let Some(Check { deadline, account }) = self.timers.peek() {
             if to <= deadline {
                 break;
             }
@@ -394,7 +404,7 @@ impl Accounts {
                 touch.save(w);
             }
         }
-        self.timers.save(w, 12, |w, (deadline, account)| {
+        self.timers.save(w, 12, |w, Check { deadline, account }| {
             w.i64(deadline);
             w.u32(account);
         });
@@ -450,7 +460,7 @@ impl Accounts {
             let account = r.u32()?;
             // Only an account with touches is ever checked.
             match accounts.get(account as usize) {
-                Some(a) if !a.touches.is_empty() => Ok((deadline, account)),
+                Some(a) if !a.touches.is_empty() => Ok(Check { deadline, account }),
                 _ => Err(r.corrupt(format_args!("timer for account {account}"))),
             }
         })?;
