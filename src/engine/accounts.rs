@@ -162,6 +162,11 @@ impl Accounts {
         self.pool.get_mut(self.accounts[account as usize].touches)
     }
 
+    #[cfg(test)]
+    pub fn pool_bytes(&self) -> usize {
+        self.pool.heap_bytes()
+    }
+
     /// Journeys kept between touches.
     #[cfg(test)]
     pub fn long_count(&self) -> usize {

@@ -864,3 +864,41 @@ fn funnels_past_the_marked_ones_count_like_the_first() {
         assert_eq!(other.stages, first.stages, "{}", other.name);
     }
 }
+
+#[test]
+fn accounts_growing_together_keep_their_touches_when_their_pool_is_compacted() {
+    // 6 000 accounts get a touch each per round, stopping at 1 to 16 touches: each size
+    // class empties at once but for the accounts that stopped in it, so the pool compacts
+    // classes, moving blocks under the accounts. The touches and counters must not notice.
+    let mut ev = engine();
+    let (accounts, rounds) = (6_000usize, 16usize);
+    let mut events = Vec::new();
+    for round in 0..rounds {
+        for a in (0..accounts).filter(|a| a % rounds >= round) {
+            let at = T0 + (round * accounts + a) as Millis * 1_000;
+            let id = format!("r{round}-a{a}");
+            events.push(for_account(touch(&id, at, "visit"), &format!("acct-{a}")));
+        }
+    }
+    let s = run(&mut ev, &events);
+    assert_eq!(s.funnels[0].stages[0].entered, accounts as i64);
+    let mut touches = 0;
+    for a in 0..accounts {
+        let account = ev.accounts.find(&ev.arena, format!("acct-{a}").as_bytes());
+        let times: Vec<Millis> = ev
+            .accounts
+            .touches(account.unwrap())
+            .iter()
+            .map(|t| t.time)
+            .collect();
+        let expected: Vec<Millis> = (0..=a % rounds)
+            .map(|round| T0 + (round * accounts + a) as Millis * 1_000)
+            .collect();
+        assert_eq!(times, expected, "account {a}");
+        touches += times.len();
+    }
+    // Without compaction the pool holds about five times the touches.
+    let bytes = touches * size_of::<Touch>();
+    let pool = ev.accounts.pool_bytes();
+    assert!(pool < bytes * 3 / 2, "{pool} bytes for {bytes} of touches");
+}
