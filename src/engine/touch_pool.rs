@@ -100,9 +100,9 @@ struct Class {
 }
 
 impl Class {
-    fn new(c: usize) -> Class {
+    fn new(c: usize, page_touches: u64) -> Class {
         let size = SIZES[c];
-        let blocks = (PAGE_TOUCHES / size).max(1);
+        let blocks = (page_touches / size).max(1);
         Class {
             size: size as usize,
             shift: blocks.ilog2(),
@@ -190,12 +190,24 @@ impl Class {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TouchPool {
     /// Made as they are first needed.
     classes: Vec<Class>,
     /// A class to compact (see [`TouchPool::untidy`]).
     untidy: Option<usize>,
+    /// [`PAGE_TOUCHES`], lowered by tests so that few touches span many pages.
+    page_touches: u64,
+}
+
+impl Default for TouchPool {
+    fn default() -> Self {
+        TouchPool {
+            classes: Vec::new(),
+            untidy: None,
+            page_touches: PAGE_TOUCHES,
+        }
+    }
 }
 
 impl TouchPool {
@@ -275,7 +287,7 @@ impl TouchPool {
     /// Moves the blocks of class `c` to as few pages as hold them; `blocks` are all the
     /// pool's blocks (those of other classes are left as they are).
     pub fn compact<'a>(&mut self, c: usize, blocks: impl Iterator<Item = &'a mut Block>) {
-        let mut tidy = Class::new(c);
+        let mut tidy = Class::new(c, self.page_touches);
         let old = &self.classes[c];
         for block in blocks.filter(|b| !b.is_empty() && class_of(b.len()) == c) {
             let slot = tidy.alloc();
@@ -289,7 +301,8 @@ impl TouchPool {
 
     fn class(&mut self, c: usize) -> &mut Class {
         while self.classes.len() <= c {
-            self.classes.push(Class::new(self.classes.len()));
+            self.classes
+                .push(Class::new(self.classes.len(), self.page_touches));
         }
         &mut self.classes[c]
     }
@@ -302,6 +315,8 @@ impl TouchPool {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::engine::TouchId;
 
@@ -388,6 +403,51 @@ mod tests {
         for (a, &block) in blocks.iter().enumerate() {
             let expected: Vec<Touch> = (0..=a % 40).map(|r| touch((a * 40 + r) as u64)).collect();
             assert_eq!(pool.get(block), &expected[..], "account {a}");
+        }
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        /// Insert into account `.0` at `.1` per mille of its length.
+        Insert(usize, u16),
+        /// Compact the class of account `.0`'s block (whether untidy or not).
+        Compact(usize),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            20 => (0..24usize, 0..=1000u16).prop_map(|(a, at)| Op::Insert(a, at)),
+            1 => (0..24usize).prop_map(Op::Compact),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn blocks_read_back_as_vectors_would(ops in prop::collection::vec(op(), 1..600)) {
+            // Pages of 8 touches, so a few hundred touches cross many pages and classes of
+            // a page per block.
+            let mut pool = TouchPool { page_touches: 8, ..TouchPool::default() };
+            let mut blocks = [Block::default(); 24];
+            let mut model: Vec<Vec<Touch>> = vec![Vec::new(); 24];
+            for (n, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Insert(a, per_mille) => {
+                        let at = model[a].len() * usize::from(per_mille) / 1000;
+                        pool.insert(&mut blocks[a], at, touch(n as u64));
+                        model[a].insert(at, touch(n as u64));
+                    }
+                    Op::Compact(a) if !blocks[a].is_empty() => {
+                        pool.compact(class_of(blocks[a].len()), blocks.iter_mut());
+                    }
+                    Op::Compact(_) => {}
+                }
+                if let Some(c) = pool.untidy() {
+                    pool.compact(c, blocks.iter_mut());
+                }
+                for (a, &block) in blocks.iter().enumerate() {
+                    prop_assert_eq!(pool.get(block), &model[a][..]);
+                }
+            }
         }
     }
 }
