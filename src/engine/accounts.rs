@@ -128,13 +128,17 @@ impl Accounts {
         self.accounts.len()
     }
 
-    /// Loads the account's record and the end of its touches, where a new one usually goes.
-    /// The index the account with this name hash most likely has, with its name's bytes and
-    /// its record prefetched (for warming caches: [`super::Engine::warm`]).
-    pub fn warm_name(&self, arena: &StrArena, hash: u64) -> Option<u32> {
-        let i = self.names.warm(arena, hash)?;
+    /// The index the account with this name hash most likely has, with its name's arena
+    /// position and its record prefetched (for warming caches: [`super::Engine::warm`]).
+    pub fn warm_name(&self, hash: u64) -> Option<u32> {
+        let i = self.names.warm(hash)?;
         crate::mem::prefetch(&self.accounts[i as usize]);
         Some(i)
+    }
+
+    /// Prefetches the bytes of the warmed account name `i`, whose position is in by now.
+    pub fn warm_name_bytes(&self, arena: &StrArena, i: u32) {
+        self.names.warm_bytes(arena, i);
     }
 
     pub fn prefetch_record(&self, account: u32) {

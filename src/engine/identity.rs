@@ -505,19 +505,29 @@ impl Identity {
         self.live
     }
 
-    /// The node the contact with this hash most likely has, its name's bytes and the node
-    /// prefetched (for warming caches: [`super::Engine::warm`]).
-    pub fn warm_contact(&self, arena: &StrArena, hash: u64) -> Option<u32> {
-        let i = self.contacts.warm(arena, hash)?;
+    /// The node the contact with this hash most likely has, its name's arena position and
+    /// the node prefetched (for warming caches: [`super::Engine::warm`]).
+    pub fn warm_contact(&self, hash: u64) -> Option<u32> {
+        let i = self.contacts.warm(hash)?;
         crate::mem::prefetch(&self.contact_nodes[i as usize]);
         Some(i)
     }
 
     /// [`Identity::warm_contact`] for an anonymous id.
-    pub fn warm_anon(&self, arena: &StrArena, hash: u64) -> Option<u32> {
-        let i = self.anons.warm(arena, hash)?;
+    pub fn warm_anon(&self, hash: u64) -> Option<u32> {
+        let i = self.anons.warm(hash)?;
         crate::mem::prefetch(&self.anon_nodes[i as usize]);
         Some(i)
+    }
+
+    /// Prefetches the bytes of the names of warmed `ids`, whose positions are in by now.
+    pub fn warm_names(&self, arena: &StrArena, ids: Ids) {
+        if let Some(i) = ids.contact {
+            self.contacts.warm_bytes(arena, i);
+        }
+        if let Some(i) = ids.anon {
+            self.anons.warm_bytes(arena, i);
+        }
     }
 
     pub fn contact_count(&self) -> usize {

@@ -1,41 +1,47 @@
-//! The hash table behind [`super::store::Interner`]: name hash → (index, arena position).
+//! The hash table behind [`super::store::Interner`]: name hash → index.
 //!
 //! A lookup in hashbrown's table reads a group of control bytes, then the slot, in two cache
 //! lines apart, then the name's bytes in the arena to compare: three cache misses once the
 //! tables outgrow the caches, as they do at 100 000 accounts (profiles put the interner at
 //! 13 % of a replay, most of it waiting on those loads). Here a bucket is one 64-byte line
-//! holding five entries with their tags, so a lookup misses twice: the bucket and the
-//! name. The bucket is chosen by the tag itself, so growing the table never reads a name
-//! again (hashbrown rehashes each from the arena, one more miss per name), and a bucket's
-//! address is known from the hash alone, so callers can prefetch it ([`NameTable::prefetch`]).
+//! holding twelve entries with their one-byte tags, and a bucket's address is known from the
+//! hash alone, so callers can prefetch it ([`NameTable::prefetch`]) and, once it is in, the
+//! entry's name ([`NameTable::likely`]).
 //!
-//! The tag picks its bucket by multiplication (`tag × buckets / 2³²`), not by masking, so the
-//! number of buckets need not be a power of two and the table grows by half, not double:
-//! memory per name is a headline figure (issue #2), and doubling leaves a table 40 % to 80 %
-//! full, 40 % of it idle on average (growing by half: 53 % to 80 %, about a third idle).
+//! An entry is the name's index alone, 4 bytes: the owner keeps index → arena position
+//! anyway, and the position here too took 12 bytes an entry, 6.6 MB of tables at the end of
+//! a 1 M event replay (issue #2 budgets memory per account). Growing the table therefore
+//! hashes each name again (`hash_of`), which reads the arena: a table grows a dozen times
+//! in a replay, so that is a few full passes over the names, against a lookup per event.
 //!
-//! A full bucket passes new entries on to the next one and remembers that it did
-//! (`overflow`), so lookups stop at the first bucket that never overflowed. Removing an entry
-//! leaves that mark set, which only makes some lookups read one bucket more; once there have
-//! been as many removals as buckets, the table is rebuilt at its size, which clears the
-//! stale marks (from the stored tags alone, like growth).
+//! The bucket is chosen from the hash's high half by multiplication (`h × buckets / 2³²`),
+//! not by masking, so the number of buckets need not be a power of two and the table grows
+//! by half, not double: doubling leaves a table 40 % to 80 % full, 40 % of it idle on average
+//! (growing by half: 53 % to 80 %, about a third idle). The tag is taken from other bits.
+//!
+//! A full bucket passes new entries on to the next one and counts the entries that passed it
+//! and are still in the table (`passed`, as folly's F14 does), so lookups stop at the first
+//! bucket no entry passed. Removing an entry counts it off every bucket before its own from
+//! its home on, so removals leave no stale marks and never call for a rebuild (rebuilding
+//! would hash every name again). A count that reaches 255 stays there: it only makes lookups
+//! read one bucket more, until the table next grows.
 
-/// Entries per bucket: 4 bytes of length and overflow mark, five 4-byte tags, five 8-byte
-/// entries.
-const WIDTH: usize = 5;
+/// Entries per bucket: a length byte, a count of passing entries, twelve 1-byte tags, twelve
+/// 4-byte indexes.
+const WIDTH: usize = 12;
 
-/// Grow once this share (in fifths) of the entries is used: at 4/5, about one bucket in five
-/// has passed entries on (Poisson, mean 4 per bucket), so most lookups read one line.
+/// Grow once this share (in fifths) of the entries is used: at 4/5, about one bucket in six
+/// has passed entries on (Poisson, mean 9.6 per bucket), so most lookups read one line.
 const MAX_FIFTHS: usize = 4;
 
 #[derive(Debug, Clone, Copy, Default)]
 #[repr(C, align(64))]
 struct Bucket {
     len: u8,
-    overflow: bool,
-    tags: [u32; WIDTH],
-    /// (index, arena position) of each name.
-    entries: [(u32, u32); WIDTH],
+    /// Entries placed past this bucket from it or before it (saturating at 255).
+    passed: u8,
+    tags: [u8; WIDTH],
+    indexes: [u32; WIDTH],
 }
 
 #[derive(Debug, Default)]
@@ -43,20 +49,43 @@ pub struct NameTable {
     /// None before the first insert.
     buckets: Vec<Bucket>,
     len: usize,
-    /// Removals since the buckets were last laid out.
-    removed: usize,
 }
 
-/// The tag kept for a hash: its high half, which also picks the bucket.
+/// The tag kept for a hash: bits that do not choose the bucket. One name in 256 that shares
+/// a bucket with the one sought is compared for nothing.
 #[inline]
-fn tag(hash: u64) -> u32 {
-    (hash >> 32) as u32
+fn tag(hash: u64) -> u8 {
+    (hash >> 24) as u8
 }
 
-/// The bucket a tag belongs to among `n`.
+/// Bytes whose high bit only is set, then bytes whose low seven bits are.
+const HIGH: u128 = u128::from_le_bytes([0x80; 16]);
+const LOW: u128 = !HIGH;
+
+impl Bucket {
+    /// The entries of this bucket with this tag, as a mask with the high bit of byte `i` set
+    /// for entry `i`: all twelve tags are compared at once, in two registers.
+    #[inline]
+    fn matches(&self, tag: u8) -> u128 {
+        let mut tags = [0; 16];
+        tags[..WIDTH].copy_from_slice(&self.tags);
+        let v = u128::from_le_bytes(tags) ^ u128::from_le_bytes([tag; 16]);
+        // The high bit of each byte of `v` that is zero, exactly (no borrow crosses bytes).
+        let zero = !(((v & LOW) + LOW) | v | LOW);
+        zero & ((1 << (8 * self.len)) - 1)
+    }
+}
+
+/// The entry a [`Bucket::matches`] mask names first.
 #[inline]
-fn home(tag: u32, n: usize) -> usize {
-    ((tag as u64 * n as u64) >> 32) as usize
+fn first(mask: u128) -> usize {
+    mask.trailing_zeros() as usize / 8
+}
+
+/// The bucket a hash belongs to among `n`.
+#[inline]
+fn home(hash: u64, n: usize) -> usize {
+    (((hash >> 32) * n as u64) >> 32) as usize
 }
 
 impl NameTable {
@@ -67,85 +96,79 @@ impl NameTable {
         table
     }
 
-    /// The index of the entry with this hash for which `eq(arena position)` holds.
+    /// The index of the entry with this hash for which `eq(index)` holds.
     #[inline]
     pub fn find(&self, hash: u64, mut eq: impl FnMut(u32) -> bool) -> Option<u32> {
         if self.buckets.is_empty() {
             return None;
         }
         let (tag, n) = (tag(hash), self.buckets.len());
-        let mut b = home(tag, n);
+        let mut b = home(hash, n);
         loop {
             let bucket = &self.buckets[b];
-            for i in 0..bucket.len as usize {
-                if bucket.tags[i] == tag && eq(bucket.entries[i].1) {
-                    return Some(bucket.entries[i].0);
+            let mut matches = bucket.matches(tag);
+            while matches != 0 {
+                let index = bucket.indexes[first(matches)];
+                if eq(index) {
+                    return Some(index);
                 }
+                matches &= matches - 1;
             }
-            if !bucket.overflow {
+            if bucket.passed == 0 {
                 return None;
             }
             b = if b + 1 == n { 0 } else { b + 1 };
         }
     }
 
-    /// Adds an entry known not to be here.
-    pub fn insert(&mut self, hash: u64, index: u32, at: u32) {
+    /// Adds an entry known not to be here. `hash_of(index)` gives the hash of each entry's
+    /// name, for growing.
+    pub fn insert(&mut self, hash: u64, index: u32, hash_of: impl Fn(u32) -> u64) {
         if self.len >= self.buckets.len() * WIDTH * MAX_FIFTHS / 5 {
-            self.grow();
+            self.rebuild((self.buckets.len() * 3 / 2).max(8), &hash_of);
         }
-        place(&mut self.buckets, tag(hash), (index, at));
+        place(&mut self.buckets, hash, index);
         self.len += 1;
     }
 
-    fn grow(&mut self) {
-        self.rebuild((self.buckets.len() * 3 / 2).max(8));
-    }
-
     /// Lays the entries out again in `n` buckets.
-    fn rebuild(&mut self, n: usize) {
+    #[cold]
+    #[inline(never)]
+    fn rebuild(&mut self, n: usize, hash_of: impl Fn(u32) -> u64) {
         let mut buckets = vec![Bucket::default(); n];
         for bucket in &self.buckets {
-            for i in 0..bucket.len as usize {
-                place(&mut buckets, bucket.tags[i], bucket.entries[i]);
+            for &index in &bucket.indexes[..bucket.len as usize] {
+                place(&mut buckets, hash_of(index), index);
             }
         }
         self.buckets = buckets;
-        self.removed = 0;
     }
 
     /// Removes the entry with this hash and index, which must be present.
     pub fn remove(&mut self, hash: u64, index: u32) {
         let (tag, n) = (tag(hash), self.buckets.len());
-        let mut b = home(tag, n);
+        let mut b = home(hash, n);
         loop {
             let bucket = &mut self.buckets[b];
             let len = bucket.len as usize;
-            if let Some(i) =
-                (0..len).find(|&i| bucket.tags[i] == tag && bucket.entries[i].0 == index)
+            if let Some(i) = (0..len).find(|&i| bucket.tags[i] == tag && bucket.indexes[i] == index)
             {
                 bucket.tags[i] = bucket.tags[len - 1];
-                bucket.entries[i] = bucket.entries[len - 1];
+                bucket.indexes[i] = bucket.indexes[len - 1];
                 bucket.len -= 1;
                 break;
             }
-            assert!(bucket.overflow, "removing a name that is not in its table");
+            // The entry passed this bucket when it was placed.
+            assert!(
+                bucket.passed > 0,
+                "removing a name that is not in its table"
+            );
+            if bucket.passed < u8::MAX {
+                bucket.passed -= 1;
+            }
             b = if b + 1 == n { 0 } else { b + 1 };
         }
         self.len -= 1;
-        self.removed += 1;
-        if self.removed >= n {
-            self.rebuild(n);
-        }
-    }
-
-    /// Sets each entry's arena position to `at(index)` (after the arena was compacted).
-    pub fn repoint(&mut self, at: impl Fn(u32) -> u32) {
-        for bucket in &mut self.buckets {
-            for entry in &mut bucket.entries[..bucket.len as usize] {
-                entry.1 = at(entry.0);
-            }
-        }
     }
 
     /// Starts loading the bucket `hash` would be found in, so a lookup soon after does not
@@ -155,17 +178,16 @@ impl NameTable {
         if self.buckets.is_empty() {
             return;
         }
-        crate::mem::prefetch(&self.buckets[home(tag(hash), self.buckets.len())]);
+        crate::mem::prefetch(&self.buckets[home(hash, self.buckets.len())]);
     }
 
-    /// The entry most likely to hold the name with this hash: the first in its home bucket
+    /// The index most likely to be the name with this hash: the first in its home bucket
     /// with its tag, compared by tag only (for warming caches, never for answers).
     #[inline]
-    pub fn likely(&self, hash: u64) -> Option<(u32, u32)> {
-        let bucket = self.buckets.get(home(tag(hash), self.buckets.len()))?;
-        let tags = &bucket.tags[..bucket.len as usize];
-        let i = tags.iter().position(|&t| t == tag(hash))?;
-        Some(bucket.entries[i])
+    pub fn likely(&self, hash: u64) -> Option<u32> {
+        let bucket = self.buckets.get(home(hash, self.buckets.len()))?;
+        let matches = bucket.matches(tag(hash));
+        (matches != 0).then(|| bucket.indexes[first(matches)])
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -175,19 +197,19 @@ impl NameTable {
 
 /// Puts an entry in the first bucket with room from its own on, marking the full ones passed.
 /// The load limit leaves room somewhere, so this ends.
-fn place(buckets: &mut [Bucket], tag: u32, entry: (u32, u32)) {
+fn place(buckets: &mut [Bucket], hash: u64, index: u32) {
     let n = buckets.len();
-    let mut b = home(tag, n);
+    let mut b = home(hash, n);
     loop {
         let bucket = &mut buckets[b];
         let len = bucket.len as usize;
         if len < WIDTH {
-            bucket.tags[len] = tag;
-            bucket.entries[len] = entry;
+            bucket.tags[len] = tag(hash);
+            bucket.indexes[len] = index;
             bucket.len += 1;
             return;
         }
-        bucket.overflow = true;
+        bucket.passed = bucket.passed.saturating_add(1);
         b = if b + 1 == n { 0 } else { b + 1 };
     }
 }
@@ -203,20 +225,45 @@ mod tests {
     }
 
     #[test]
+    fn matches_are_the_entries_with_the_tag() {
+        let mut bucket = Bucket::default();
+        for (i, tag) in [7u8, 0, 0x80, 7, 0xff, 0x7f, 1, 7, 0x81, 0, 7, 0xfe]
+            .into_iter()
+            .enumerate()
+        {
+            bucket.tags[i] = tag;
+        }
+        for len in 0..=WIDTH as u8 {
+            bucket.len = len;
+            for tag in 0..=255 {
+                let mut expected = 0u128;
+                for i in (0..len as usize).filter(|&i| bucket.tags[i] == tag) {
+                    expected |= 0x80 << (8 * i);
+                }
+                assert_eq!(bucket.matches(tag), expected, "tag {tag}, len {len}");
+            }
+        }
+    }
+
+    #[test]
     fn finds_every_entry_through_growth_and_overflow() {
-        // Hashes whose tags share their high bits crowd a few buckets: overflow chains, and
-        // wrapping past the last bucket, are taken on every lookup.
+        // Hashes that share their high bits crowd a few buckets: overflow chains, and
+        // wrapping past the last bucket, are taken on every lookup. The second kind also has
+        // a single tag, so only the comparison tells entries apart.
         for (spread, n) in [(u64::MAX, 20_000u64), (0x0007_00ff_0000_0000, 2_000)] {
             let mut table = NameTable::default();
             let hash = |i: u64| {
                 i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & spread | 0xfff8_ff00_0000_0000 & !spread
             };
+            // Indexes are offset from `i`, so a mix-up of the two would show.
+            let hash_of = |index: u32| hash(u64::from(index) - 7);
             for i in 0..n {
-                assert_eq!(table.find(hash(i), |at| at == i as u32), None);
-                table.insert(hash(i), i as u32 + 7, i as u32);
+                assert_eq!(table.find(hash(i), |index| index == i as u32 + 7), None);
+                table.insert(hash(i), i as u32 + 7, hash_of);
                 if i % 97 == 0 {
                     for j in 0..=i {
-                        assert_eq!(table.find(hash(j), |at| at == j as u32), Some(j as u32 + 7));
+                        let found = table.find(hash(j), |index| index == j as u32 + 7);
+                        assert_eq!(found, Some(j as u32 + 7));
                     }
                 }
             }
@@ -225,16 +272,17 @@ mod tests {
     }
 
     #[test]
-    fn removed_entries_are_gone_and_the_rest_stay_through_rebuilds() {
-        // Crowded tags, so removals happen in overflow chains; more removals than buckets,
-        // so the table is rebuilt at its size several times.
+    fn removed_entries_are_gone_and_the_rest_stay() {
+        // Crowded hashes, so removals happen in overflow chains, some of them counted off
+        // buckets passed 255 times or more; every lookup is checked after each round.
         let hash = |i: u64| (i % 50).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i << 3;
+        let hash_of = |index: u32| hash(u64::from(index));
         let mut table = NameTable::default();
         let mut present = std::collections::BTreeSet::new();
         for round in 0..6u64 {
             for i in round * 1000..round * 1000 + 3000 {
                 if present.insert(i) {
-                    table.insert(hash(i), i as u32, i as u32 ^ 1);
+                    table.insert(hash(i), i as u32, hash_of);
                 }
             }
             for i in (round * 1000..round * 1000 + 3000).filter(|i| i % 3 != round % 3) {
@@ -244,7 +292,7 @@ mod tests {
             }
             assert_eq!(table.len, present.len());
             for i in 0..round * 1000 + 3000 {
-                let found = table.find(hash(i), |at| at == i as u32 ^ 1);
+                let found = table.find(hash(i), |index| index == i as u32);
                 assert_eq!(
                     found,
                     present.contains(&i).then_some(i as u32),
@@ -252,22 +300,57 @@ mod tests {
                 );
             }
         }
-        table.repoint(|index| index + 5);
-        for &i in &present {
-            assert_eq!(table.find(hash(i), |at| at == i as u32 + 5), Some(i as u32));
-        }
     }
 
     #[test]
-    fn equal_tags_are_told_apart_by_the_comparison() {
+    fn removals_count_off_the_buckets_their_entries_passed() {
+        // One home for all: the first 12 fill it, the rest pass it (and later ones the
+        // buckets after it), until its count saturates.
+        let mut table = NameTable::with_capacity(1000);
+        let n = table.buckets.len();
+        let hash = |i: u32| ((7 << 32) / n as u64 + 1) << 32 | u64::from(i & 0xff) << 24;
+        let home = home(hash(0), n);
+        for i in 0..20 {
+            table.insert(hash(i), i, hash);
+        }
+        assert_eq!(table.buckets[home].passed, 8);
+        for i in 12..20 {
+            table.remove(hash(i), i);
+        }
+        assert_eq!(table.buckets[home].passed, 0, "no entry passes it any more");
+        for i in 12..300 {
+            table.insert(hash(i), i, hash);
+        }
+        assert_eq!(table.buckets[home].passed, u8::MAX);
+        for i in 12..300 {
+            table.remove(hash(i), i);
+        }
+        // The buckets passed 288, 276 and 264 times saturated and stay so (lookups read them
+        // for nothing, and still find); those passed 252 times or fewer are clear again.
+        let passed: Vec<u8> = table.buckets[home..home + 26]
+            .iter()
+            .map(|b| b.passed)
+            .collect();
+        assert_eq!(passed[..3], [u8::MAX; 3]);
+        assert_eq!(passed[3..], [0; 23]);
+        for i in 0..12 {
+            assert_eq!(table.find(hash(i), |index| index == i), Some(i));
+        }
+        assert_eq!(table.find(hash(12), |index| index == 12), None);
+    }
+
+    #[test]
+    fn equal_hashes_are_told_apart_by_the_comparison() {
         let mut table = NameTable::with_capacity(10);
-        for at in 0..12 {
-            table.insert(42 << 32, at + 100, at);
+        for index in 0..40 {
+            table.insert(42 << 32, index + 100, |_| 42 << 32);
         }
-        for at in 0..12 {
-            assert_eq!(table.find(42 << 32, |a| a == at), Some(at + 100));
+        for index in 0..40 {
+            let found = table.find(42 << 32, |i| i == index + 100);
+            assert_eq!(found, Some(index + 100));
         }
-        assert_eq!(table.find(42 << 32, |a| a == 99), None);
+        assert_eq!(table.find(42 << 32, |i| i == 99), None);
+        assert_eq!(table.likely(42 << 32), Some(100));
         table.prefetch(42 << 32);
     }
 }

@@ -139,10 +139,6 @@ impl StrArena {
         self.bytes.truncate(to);
         self.bytes.shrink_to_fit();
         self.dead = 0;
-        for interner in interners {
-            let names = &interner.names;
-            interner.table.repoint(|i| names[i as usize]);
-        }
     }
 
     /// Counts as dead every byte not in a live name of `interners` (all the arena's owners):
@@ -250,8 +246,7 @@ impl Interner {
     }
 
     pub fn get(&self, arena: &StrArena, name: &[u8]) -> Option<u32> {
-        let hash = self.hasher.hash_one(name);
-        self.table.find(hash, |at| arena.get(at) == name)
+        self.find(arena, name, self.hasher.hash_one(name))
     }
 
     /// The hash [`Interner::intern_hashed`] takes for `name`.
@@ -274,20 +269,34 @@ impl Interner {
         self.intern_hashed(arena, name, self.hash(name))
     }
 
-    /// The index the name with this hash most likely has, with its bytes prefetched
-    /// ([`NameTable::likely`]: for warming caches, never for answers).
     #[inline]
-    pub fn warm(&self, arena: &StrArena, hash: u64) -> Option<u32> {
-        let (i, at) = self.table.likely(hash)?;
+    fn find(&self, arena: &StrArena, name: &[u8], hash: u64) -> Option<u32> {
+        self.table
+            .find(hash, |i| arena.get(self.names[i as usize]) == name)
+    }
+
+    /// The index the name with this hash most likely has, with its arena position
+    /// prefetched ([`NameTable::likely`]: for warming caches, never for answers).
+    #[inline]
+    pub fn warm(&self, hash: u64) -> Option<u32> {
+        let i = self.table.likely(hash)?;
+        crate::mem::prefetch(&self.names[i as usize]);
+        Some(i)
+    }
+
+    /// Prefetches the bytes of the name with index `i`, once [`Interner::warm`] has brought
+    /// in its position.
+    #[inline]
+    pub fn warm_bytes(&self, arena: &StrArena, i: u32) {
+        let at = self.names[i as usize];
         if let Some(byte) = arena.bytes.get(at as usize) {
             crate::mem::prefetch(byte);
         }
-        Some(i)
     }
 
     /// [`Interner::intern`] with `hash` = [`Interner::hash`]`(name)`.
     pub fn intern_hashed(&mut self, arena: &mut StrArena, name: &[u8], hash: u64) -> (u32, bool) {
-        if let Some(i) = self.table.find(hash, |at| arena.get(at) == name) {
+        if let Some(i) = self.find(arena, name, hash) {
             return (i, false);
         }
         let at = arena.push(name);
@@ -301,7 +310,9 @@ impl Interner {
                 u32::try_from(self.names.len() - 1).expect("fewer than 2^32 names")
             }
         };
-        self.table.insert(hash, i, at);
+        let (hasher, names) = (&self.hasher, &self.names);
+        let hash_of = |i: u32| hasher.hash_one(arena.get(names[i as usize]));
+        self.table.insert(hash, i, hash_of);
         (i, true)
     }
 
@@ -327,8 +338,6 @@ impl Interner {
 
     pub fn load(r: &mut Reader<'_>, arena: &StrArena) -> Result<Interner, SnapshotError> {
         let n = r.len(4)?;
-        let hasher = RandomState::default();
-        let mut table = NameTable::with_capacity(n);
         let mut names = Vec::with_capacity(n);
         let mut forgotten = 0;
         for i in 0..n as u32 {
@@ -337,10 +346,14 @@ impl Interner {
                 forgotten += 1;
             } else if !arena.valid(at) {
                 return Err(r.corrupt(format_args!("name {i} is not in the string arena")));
-            } else {
-                table.insert(hasher.hash_one(arena.get(at)), i, at);
             }
             names.push(at);
+        }
+        let hasher = RandomState::default();
+        let hash_of = |i: u32| hasher.hash_one(arena.get(names[i as usize]));
+        let mut table = NameTable::with_capacity(n);
+        for (i, _) in (0..).zip(&names).filter(|&(_, &at)| at != FREE) {
+            table.insert(hash_of(i), i, hash_of);
         }
         let free = r.u32s()?;
         let mut seen = vec![false; n];

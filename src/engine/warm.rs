@@ -1,8 +1,8 @@
 //! Warming the engine's tables for a batch of events before applying them (issue #2).
 //!
 //! Applying an event is a chain of lookups that each wait for memory once the tables
-//! outgrow the caches: event id → dedup table; id → name table bucket → name bytes → node →
-//! account record → the end of its touches. Within one event each step needs the one before,
+//! outgrow the caches: event id → dedup table; id → name table bucket → name position and
+//! node → name bytes → account record → the end of its touches. Within one event each step needs the one before,
 //! so the misses follow one another. Across events they do not: [`Engine::warm`] takes a
 //! batch of decoded events and walks the chains a step at a time for all of them, starting
 //! the loads of the next step for every event before reading any, so a batch waits for
@@ -10,7 +10,7 @@
 //! finds its lines in the cache.
 //!
 //! Warming only reads and prefetches; whatever it finds is dropped. A name is matched by its
-//! 32-bit tag alone, a guess that is almost always right and harmless when wrong.
+//! 8-bit tag alone, a guess that is usually right and harmless when wrong.
 
 use super::identity::Ids;
 use super::{Engine, Hashes};
@@ -55,20 +55,24 @@ impl Engine {
         for h in hashes {
             self.dedup.warm(h.event_id);
         }
-        // 3. Buckets are in: the names' bytes and their nodes or account records.
+        // 3. Buckets are in: the names' arena positions and their nodes or account records.
         let mut ids = [Ids::default(); WARM_BATCH];
         for (ids, h) in ids.iter_mut().zip(hashes) {
             let [account, contact, anon] = h.ids;
-            let arena = &self.arena;
             *ids = Ids {
-                account: account.and_then(|h| self.accounts.warm_name(arena, h)),
-                contact: contact.and_then(|h| self.identity.warm_contact(arena, h)),
-                anon: anon.and_then(|h| self.identity.warm_anon(arena, h)),
+                account: account.and_then(|h| self.accounts.warm_name(h)),
+                contact: contact.and_then(|h| self.identity.warm_contact(h)),
+                anon: anon.and_then(|h| self.identity.warm_anon(h)),
             };
         }
-        // 4. Nodes are in: the account each touch goes to.
+        // 4. Positions and nodes are in: the names' bytes, and the account each touch goes
+        // to.
         let mut accounts = [None; WARM_BATCH];
         for (account, &ids) in accounts.iter_mut().zip(&ids[..hashes.len()]) {
+            if let Some(i) = ids.account {
+                self.accounts.warm_name_bytes(&self.arena, i);
+            }
+            self.identity.warm_names(&self.arena, ids);
             *account = self.identity.resolve(ids);
             if let Some(a) = *account {
                 self.accounts.prefetch_record(a);
