@@ -158,7 +158,7 @@ impl Accounts {
         &mut self.names
     }
 
-    pub fn name<'a>(&self, arena: &'a StrArena, account: u32) -> &'a str {
+    pub fn name(&self, arena: &StrArena, account: u32) -> String {
         self.names.name(arena, account)
     }
 

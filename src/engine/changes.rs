@@ -129,7 +129,7 @@ impl Engine {
                     journeys.push((j.clone(), later))
                 });
                 visit(&JourneyChange {
-                    account: name,
+                    account: &name,
                     funnel_index: f,
                     funnel,
                     first_ordinal,

@@ -159,7 +159,7 @@ pub enum TouchId {
 }
 
 /// Nibble value of each lowercase hex digit; `0x80` for every other byte.
-const NIBBLE: [u8; 256] = {
+pub(super) const NIBBLE: [u8; 256] = {
     let mut t = [0x80u8; 256];
     let mut c = 0;
     while c < 10 {
@@ -177,7 +177,7 @@ const NIBBLE: [u8; 256] = {
 /// Packs `id` (even length) as nibbles into `out` if it is all lowercase hex. Runs once per
 /// event, so branch-free per pair: a non-hex byte only sets the `0x80` bit of `bad`.
 #[inline]
-fn pack_hex(id: &[u8], out: &mut [u8]) -> bool {
+pub(super) fn pack_hex(id: &[u8], out: &mut [u8]) -> bool {
     let mut bad = 0;
     for (pair, o) in id.chunks_exact(2).zip(out.iter_mut()) {
         let (hi, lo) = (NIBBLE[pair[0] as usize], NIBBLE[pair[1] as usize]);

@@ -11,6 +11,7 @@ mod dedup;
 pub mod dims;
 mod event_ids;
 mod identity;
+mod name_code;
 mod names;
 mod snapshot;
 mod split;

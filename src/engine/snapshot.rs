@@ -43,7 +43,7 @@ pub const MAGIC: &[u8; 8] = b"SPIRALEN";
 /// Bump on any change to what is saved or how.
 ///
 /// 3: a touch holds its event id when it is 16 hex characters (24 bytes a touch, was 20).
-pub const SNAPSHOT_VERSION: u32 = 3;
+pub const SNAPSHOT_VERSION: u32 = 4;
 
 /// Why a snapshot cannot be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -291,7 +291,7 @@ impl Engine {
             .touches
             .drain(..)
             .map(|(account, touch, late)| ResolvedTouch {
-                account: self.accounts.name(&self.arena, account).to_string(),
+                account: self.accounts.name(&self.arena, account),
                 event_id: self.touch_ids.touch_string(touch.id()),
                 time: touch.time,
                 kind: touch.kind,

@@ -9,14 +9,16 @@ use foldhash::fast::RandomState;
 use std::hash::BuildHasher;
 
 use super::SnapshotError;
+use super::name_code;
 use super::names::NameTable;
 use crate::codec::{Reader, Writer};
+use crate::event::MAX_ID_BYTES;
 
 /// Offset of a string in a [`StrArena`].
 pub type StrRef = u32;
 
-/// Byte arena of length-prefixed strings (one length byte below 128, two above; ids are at
-/// most 256 bytes, SPEC §1), appended to as names are interned. The names an [`Interner`]
+/// Byte arena of names, each an entry of [`super::name_code`] (a header, then the name with
+/// its hex tail packed), appended to as names are interned. The names an [`Interner`]
 /// forgets are counted as dead bytes, and [`StrArena::compact`] slides the live ones together
 /// once the dead make up a fifth of the arena.
 #[derive(Debug, Default)]
@@ -39,45 +41,31 @@ const CHUNK: usize = 32;
 const FREE: StrRef = StrRef::MAX;
 
 impl StrArena {
-    pub fn push(&mut self, s: &[u8]) -> StrRef {
+    /// Appends a name's entry.
+    pub fn push(&mut self, name: &[u8]) -> StrRef {
         let at = self.bytes.len();
         let Ok(at) = StrRef::try_from(at) else {
             // Four GiB of ids is far past the memory this engine is sized for; stopping loudly
             // beats silently aliasing ids.
             panic!("string arena is full (4 GiB of ids): split the input over more partitions");
         };
-        let len = s.len();
-        assert!(len < 1 << 14, "ids are at most 256 bytes");
-        if len < 0x80 {
-            self.bytes.push(len as u8);
-        } else {
-            self.bytes.push(0x80 | (len >> 7) as u8);
-            self.bytes.push((len & 0x7f) as u8);
-        }
-        self.bytes.extend_from_slice(s);
+        name_code::encode(name, &mut self.bytes);
         at
     }
 
-    pub fn get(&self, at: StrRef) -> &[u8] {
-        let (start, end) = self.span(at);
-        &self.bytes[start..end]
+    /// The encoded entry at `at`.
+    pub fn entry(&self, at: StrRef) -> &[u8] {
+        &self.bytes[at as usize..at as usize + self.stored_len(at)]
     }
 
-    /// Where the string at `at` starts and ends, its length prefix not included.
-    fn span(&self, at: StrRef) -> (usize, usize) {
-        let at = at as usize;
-        let first = self.bytes[at] as usize;
-        let (len, start) = if first < 0x80 {
-            (first, at + 1)
-        } else {
-            (((first & 0x7f) << 7) | self.bytes[at + 1] as usize, at + 2)
-        };
-        (start, start + len)
+    /// The name at `at`, decoded into `buf` when its tail was packed.
+    pub fn get<'a>(&'a self, at: StrRef, buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a [u8] {
+        name_code::decode(&self.bytes[at as usize..], buf)
     }
 
-    /// Bytes the string at `at` takes, its length prefix included.
+    /// Bytes the entry at `at` takes, its header included.
     fn stored_len(&self, at: StrRef) -> usize {
-        self.span(at).1 - at as usize
+        name_code::entry_len(&self.bytes[at as usize..]).expect("the arena holds whole entries")
     }
 
     /// Whether forgotten strings are a fifth of the arena, so [`StrArena::compact`] is due.
@@ -161,31 +149,23 @@ impl StrArena {
         Ok(())
     }
 
-    /// The string as text; the engine only stores validated UTF-8.
-    pub fn get_str(&self, at: StrRef) -> &str {
-        std::str::from_utf8(self.get(at)).unwrap_or("\u{fffd}")
+    /// The name as text; the engine only stores validated UTF-8.
+    pub fn get_string(&self, at: StrRef) -> String {
+        let mut buf = [0; MAX_ID_BYTES];
+        String::from_utf8_lossy(self.get(at, &mut buf)).into_owned()
     }
 
     pub fn heap_bytes(&self) -> usize {
         self.bytes.capacity()
     }
 
-    /// Whether `at` starts a string that lies inside the arena (a snapshot check: it makes
-    /// [`StrArena::get`] safe, not necessarily meaningful).
+    /// Whether `at` starts a well-formed entry that lies inside the arena (a snapshot check:
+    /// it makes [`StrArena::get`] safe, not necessarily meaningful).
     pub fn valid(&self, at: StrRef) -> bool {
-        let at = at as usize;
-        let Some(&first) = self.bytes.get(at) else {
-            return false;
-        };
-        let (len, start) = if first < 0x80 {
-            (first as usize, at + 1)
-        } else {
-            match self.bytes.get(at + 1) {
-                Some(&low) => ((((first & 0x7f) as usize) << 7) | low as usize, at + 2),
-                None => return false,
-            }
-        };
-        start + len <= self.bytes.len()
+        self.bytes
+            .get(at as usize..)
+            .and_then(name_code::entry_len)
+            .is_some()
     }
 
     pub fn save(&self, w: &mut Writer<'_>) {
@@ -234,7 +214,8 @@ impl Interner {
     /// to the next new name.
     pub fn forget(&mut self, arena: &mut StrArena, i: u32) {
         let at = self.names[i as usize];
-        self.table.remove(self.hash(arena.get(at)), i);
+        self.table
+            .remove(self.hash(arena.get(at, &mut [0; MAX_ID_BYTES])), i);
         arena.dead += arena.stored_len(at);
         self.names[i as usize] = FREE;
         self.free.push(i);
@@ -246,7 +227,7 @@ impl Interner {
     }
 
     pub fn get(&self, arena: &StrArena, name: &[u8]) -> Option<u32> {
-        self.find(arena, name, self.hasher.hash_one(name))
+        self.find(arena, name, self.hash(name))
     }
 
     /// The hash [`Interner::intern_hashed`] takes for `name`.
@@ -271,8 +252,9 @@ impl Interner {
 
     #[inline]
     fn find(&self, arena: &StrArena, name: &[u8], hash: u64) -> Option<u32> {
-        self.table
-            .find(hash, |i| arena.get(self.names[i as usize]) == name)
+        self.table.find(hash, |i| {
+            name_code::is(&arena.bytes[self.names[i as usize] as usize..], name)
+        })
     }
 
     /// The index the name with this hash most likely has, with its arena position
@@ -311,13 +293,14 @@ impl Interner {
             }
         };
         let (hasher, names) = (&self.hasher, &self.names);
-        let hash_of = |i: u32| hasher.hash_one(arena.get(names[i as usize]));
+        let hash_of =
+            |i: u32| hasher.hash_one(arena.get(names[i as usize], &mut [0; MAX_ID_BYTES]));
         self.table.insert(hash, i, hash_of);
         (i, true)
     }
 
-    pub fn name<'a>(&self, arena: &'a StrArena, i: u32) -> &'a str {
-        arena.get_str(self.names[i as usize])
+    pub fn name(&self, arena: &StrArena, i: u32) -> String {
+        arena.get_string(self.names[i as usize])
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -350,7 +333,8 @@ impl Interner {
             names.push(at);
         }
         let hasher = RandomState::default();
-        let hash_of = |i: u32| hasher.hash_one(arena.get(names[i as usize]));
+        let hash_of =
+            |i: u32| hasher.hash_one(arena.get(names[i as usize], &mut [0; MAX_ID_BYTES]));
         let mut table = NameTable::with_capacity(n);
         for (i, _) in (0..).zip(&names).filter(|&(_, &at)| at != FREE) {
             table.insert(hash_of(i), i, hash_of);
@@ -381,17 +365,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn arena_round_trips_short_and_long_strings() {
+    fn arena_round_trips_short_long_and_packed_names() {
         let mut arena = StrArena::default();
         let long = "x".repeat(256);
-        let a = arena.push(b"");
-        let b = arena.push(b"evt-1");
-        let c = arena.push(long.as_bytes());
-        let d = arena.push(&[b'y'; 127]);
-        assert_eq!(arena.get(a), b"");
-        assert_eq!(arena.get(b), b"evt-1");
-        assert_eq!(arena.get(c), long.as_bytes());
-        assert_eq!(arena.get(d), &[b'y'; 127]);
+        let names = [
+            &b""[..],
+            b"evt-1",
+            long.as_bytes(),
+            &[b'y'; 127],
+            b"anon-3fc640a93fa5840a",
+        ];
+        let at: Vec<StrRef> = names.iter().map(|n| arena.push(n)).collect();
+        for (&at, name) in at.iter().zip(names) {
+            assert!(arena.valid(at));
+            assert_eq!(arena.get(at, &mut [0; MAX_ID_BYTES]), name);
+        }
+        assert_eq!(arena.entry(at[4]).len(), 15, "the hex tail is packed");
+        assert_eq!(arena.get_string(at[1]), "evt-1");
     }
 
     #[test]

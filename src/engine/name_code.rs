@@ -1,0 +1,284 @@
+//! How the string arena stores a name (account, contact or anonymous id): its hex tail packed.
+//!
+//! Ids are usually a short prefix and a run of lowercase hex (`anon-3fc640a93fa5840a`,
+//! `c-9eb8c19c`, `acct-000123`, UUIDs), and names are the engine's largest strings after the
+//! touches (issue #2 budgets memory per account). The even-length hex tail is kept as its
+//! nibbles, half the size: `anon-3fc640a93fa5840a` takes 15 bytes instead of 22.
+//!
+//! A lookup compares the name as it comes with the entries its hash leads to ([`is`]), so
+//! only new names are encoded; hashes are taken of the name itself. The encoding is
+//! canonical all the same (one name, one entry), so equal entries are equal names.
+//!
+//! An entry, a header then the payload:
+//! - `0x00..=0x7f`: that many raw bytes;
+//! - `0x80..=0x82`: raw, length `(h & 0x7f) << 7 | next byte` (128 to 256 bytes);
+//! - `0xc0..=0xff`: a raw prefix of `h & 0x3f` bytes (at most 63), then a byte counting the
+//!   packed bytes (2 to 128), then the prefix, then the packed bytes.
+//!
+//! A name is packed when its tail of lowercase hex characters, less one if that is odd, is at
+//! least 4 characters long and what precedes it at most 63 bytes; it is raw otherwise.
+
+use super::event_ids::{NIBBLE, pack_hex};
+use crate::event::MAX_ID_BYTES;
+
+const LONG: u8 = 0x80;
+const DIGITS: &[u8; 16] = b"0123456789abcdef";
+const PACKED: u8 = 0xc0;
+const MAX_PREFIX: usize = 0x3f;
+/// The shortest hex tail worth packing: 4 characters save one byte.
+const MIN_TAIL: usize = 4;
+
+/// Appends `name`'s entry to `out`.
+pub fn encode(name: &[u8], out: &mut Vec<u8>) {
+    let n = name.len();
+    assert!(n <= MAX_ID_BYTES, "ids are at most 256 bytes (SPEC §1)");
+    out.reserve(n + 2);
+    let hex = name.iter().rev().take_while(|&&b| NIBBLE[b as usize] < 16);
+    let tail = hex.count() & !1;
+    let prefix = n - tail;
+    if tail >= MIN_TAIL && prefix <= MAX_PREFIX {
+        out.extend_from_slice(&[PACKED | prefix as u8, (tail / 2) as u8]);
+        out.extend_from_slice(&name[..prefix]);
+        let at = out.len();
+        out.resize(at + tail / 2, 0);
+        let packed = pack_hex(&name[prefix..], &mut out[at..]);
+        debug_assert!(packed, "the tail is hex");
+    } else {
+        if n < 0x80 {
+            out.push(n as u8);
+        } else {
+            out.extend_from_slice(&[LONG | (n >> 7) as u8, (n & 0x7f) as u8]);
+        }
+        out.extend_from_slice(name);
+    }
+}
+
+/// The length of the entry that `bytes` starts with, if it is a well-formed entry that ends
+/// within `bytes` (loading checks snapshots with this; the arena's own entries always are).
+pub fn entry_len(bytes: &[u8]) -> Option<usize> {
+    let (&h, rest) = bytes.split_first()?;
+    let len = match h {
+        0..0x80 => 1 + h as usize,
+        LONG..=0x82 => {
+            let n = ((h & 0x7f) as usize) << 7 | *rest.first()? as usize;
+            (0x80..=MAX_ID_BYTES).contains(&n).then_some(2 + n)?
+        }
+        PACKED.. => {
+            let packed = *rest.first()? as usize;
+            (2..=MAX_ID_BYTES / 2)
+                .contains(&packed)
+                .then_some(2 + (h & 0x3f) as usize + packed)?
+        }
+        _ => return None,
+    };
+    (len <= bytes.len()).then_some(len)
+}
+
+/// The name of the entry that `entry` starts with, decoded into `buf` when it was packed.
+#[inline]
+pub fn decode<'a>(entry: &'a [u8], buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a [u8] {
+    let h = entry[0];
+    if h < LONG {
+        return &entry[1..1 + h as usize];
+    }
+    if h < PACKED {
+        let n = ((h & 0x7f) as usize) << 7 | entry[1] as usize;
+        return &entry[2..2 + n];
+    }
+    let (prefix, packed) = ((h & 0x3f) as usize, entry[1] as usize);
+    buf[..prefix].copy_from_slice(&entry[2..2 + prefix]);
+    let bytes = &entry[2 + prefix..][..packed];
+    let out = &mut buf[prefix..prefix + 2 * packed];
+    let mut words = bytes.chunks_exact(8);
+    let mut chars = out.chunks_exact_mut(16);
+    for (word, chars) in (&mut words).zip(&mut chars) {
+        chars.copy_from_slice(&hex16(word));
+    }
+    let rest = chars.into_remainder().chunks_exact_mut(2);
+    for (pair, &b) in rest.zip(words.remainder()) {
+        pair.copy_from_slice(&hex2(b));
+    }
+    &buf[..prefix + 2 * packed]
+}
+
+/// A packed byte as its two hex characters.
+#[inline]
+fn hex2(b: u8) -> [u8; 2] {
+    [DIGITS[(b >> 4) as usize], DIGITS[(b & 15) as usize]]
+}
+
+/// Eight packed bytes as their sixteen hex characters, byte `j` giving characters `2j` and
+/// `2j + 1`: a few operations on one 128-bit word instead of sixteen lookups (decoding runs
+/// for every name each time a table grows, and for every comparison in a lookup).
+#[inline]
+fn hex16(word: &[u8]) -> [u8; 16] {
+    const fn bytes(b: u8) -> u128 {
+        u128::from_le_bytes([b; 16])
+    }
+    let mut t = u128::from(u64::from_le_bytes(word.try_into().expect("8 bytes")));
+    // Byte j to byte 2j, in three halvings.
+    t = (t | t << 32) & 0x0000_0000_ffff_ffff_0000_0000_ffff_ffff;
+    t = (t | t << 16) & 0x0000_ffff_0000_ffff_0000_ffff_0000_ffff;
+    t = (t | t << 8) & 0x00ff_00ff_00ff_00ff_00ff_00ff_00ff_00ff;
+    // High nibble in byte 2j, low nibble in byte 2j + 1.
+    let n = (t >> 4 & bytes(0x0f)) | (t & bytes(0x0f)) << 8;
+    // '0' + n, and 39 more where n >= 10 (n + 6 carries into bit 4): no byte overflows.
+    let letters = ((n + bytes(6)) & bytes(0x10)) >> 4;
+    (n + bytes(b'0') + letters * 39).to_le_bytes()
+}
+
+/// Whether the entry that `entry` starts with is `name`'s. A lookup asks this of the entries
+/// its hash leads to, so it compares with the name as it comes, encoding nothing.
+#[inline]
+pub fn is(entry: &[u8], name: &[u8]) -> bool {
+    let h = entry[0];
+    if h < LONG {
+        return name.len() == h as usize && entry[1..].starts_with(name);
+    }
+    if h < PACKED {
+        let n = ((h & 0x7f) as usize) << 7 | entry[1] as usize;
+        return name.len() == n && entry[2..].starts_with(name);
+    }
+    let (prefix, packed) = ((h & 0x3f) as usize, entry[1] as usize);
+    let payload = &entry[2..];
+    if name.len() != prefix + 2 * packed || name[..prefix] != payload[..prefix] {
+        return false;
+    }
+    // The stored tail is decoded and compared: its characters are canonical, so this is
+    // exact whatever the name holds.
+    let (tail, bytes) = (&name[prefix..], &payload[prefix..prefix + packed]);
+    let mut words = bytes.chunks_exact(8);
+    let mut chars = tail.chunks_exact(16);
+    let mut same = true;
+    for (word, chars) in (&mut words).zip(&mut chars) {
+        same &= hex16(word) == chars;
+    }
+    for (pair, &b) in chars.remainder().chunks_exact(2).zip(words.remainder()) {
+        same &= hex2(b) == pair;
+    }
+    same
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn encoded(name: &[u8]) -> Vec<u8> {
+        let mut entry = vec![];
+        encode(name, &mut entry);
+        entry
+    }
+
+    fn round_trip(name: &[u8]) -> usize {
+        let entry = &encoded(name)[..];
+        assert_eq!(entry_len(entry), Some(entry.len()), "{name:?}");
+        let mut buf = [0; MAX_ID_BYTES];
+        assert_eq!(decode(entry, &mut buf), name);
+        entry.len()
+    }
+
+    #[test]
+    fn usual_ids_take_their_tail_at_half_size() {
+        assert_eq!(round_trip(b"anon-3fc640a93fa5840a"), 2 + 5 + 8);
+        assert_eq!(round_trip(b"c-9eb8c19c"), 2 + 2 + 4);
+        assert_eq!(round_trip(b"acct-000123"), 2 + 5 + 3);
+        let uuid = b"0f8e2a7c-3b1d-4e5f-9a6b-7c8d9e0f1a2b";
+        assert_eq!(round_trip(uuid), 2 + 24 + 6);
+        assert_eq!(round_trip(&[b'f'; 256]), 2 + 128);
+    }
+
+    #[test]
+    fn edges_of_the_rule() {
+        // An odd tail leaves its first character in the prefix.
+        assert_eq!(round_trip(b"x-abcde"), 2 + 3 + 2);
+        // Too short a tail, upper case, non-hex: raw.
+        for raw in [&b"acct-007"[..], b"ab1", b"ACCT-DEADBEEF", b"", b"x"] {
+            assert_eq!(round_trip(raw), 1 + raw.len());
+        }
+        // A 63-byte prefix packs, a 64-byte one does not.
+        let mut name = vec![b'-'; 63];
+        name.extend_from_slice(b"beef");
+        assert_eq!(round_trip(&name), 2 + 63 + 2);
+        name.insert(0, b'-');
+        assert_eq!(round_trip(&name), 1 + name.len());
+        // Long raw names.
+        assert_eq!(round_trip(&[b'z'; 128]), 2 + 128);
+        assert_eq!(round_trip(&[b'z'; 256]), 2 + 256);
+        assert_eq!(round_trip(&[b'z'; 127]), 1 + 127);
+    }
+
+    #[test]
+    fn malformed_entries_are_refused() {
+        for bad in [
+            &[][..],
+            &[3, b'a', b'b'],
+            &[0x80, 5],
+            &[0x83, 0],
+            &[0xa0, 0],
+            &[0xc0, 1, 0],
+            &[0xc0, 129],
+            &[0xc1, 2, b'a', 0xab],
+        ] {
+            assert_eq!(entry_len(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn sixteen_characters_at_once_are_the_ones_at_a_time() {
+        let mut word = [0u8; 8];
+        for seed in 0..2000u64 {
+            word = (u64::from_le_bytes(word) ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+                .rotate_left(seed as u32 % 64)
+                .to_le_bytes();
+            let chars: Vec<u8> = word.iter().flat_map(|&b| hex2(b)).collect();
+            assert_eq!(hex16(&word)[..], chars[..]);
+        }
+        assert_eq!(
+            &hex16(&[0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]),
+            b"0123456789abcdef"
+        );
+    }
+
+    #[test]
+    fn names_are_recognised_in_their_entries() {
+        let names = [
+            &b"anon-3fc640a93fa5840a"[..],
+            b"anon-3fc640a93fa5840b",
+            b"anon-3fc640a93fa5840",
+            b"anon-3fc640a93fa5840A",
+            b"anon-3fc640a93fa5840g",
+            b"anOn-3fc640a93fa5840a",
+            b"0f8e2a7c3b1d4e5f9a6b7c8d9e0f1a2b3c",
+            b"0f8e2a7c3b1d4e5f9a6b7c8d9e0f1a2b3d",
+            b"0f8e2a7c3b1d4e5f9a6b7c8d9e0f1a2b3",
+            b"0f8e2a7c3b1d4e5f9a6b7c8d9e0F1a2b3c",
+            b"acct-007",
+            b"acct-008",
+            &[b'z'; 200],
+            &[b'y'; 200],
+            b"",
+        ];
+        for a in names {
+            let e = encoded(a);
+            for b in names {
+                assert_eq!(is(&e, b), a == b, "{a:?} {b:?}");
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn names_round_trip_and_equal_encodings_mean_equal_names(
+            a in "[a-z0-9A-F_-]{0,70}",
+            b in "[a-f0-9-]{0,40}",
+        ) {
+            round_trip(a.as_bytes());
+            round_trip(b.as_bytes());
+            let (ea, eb) = (encoded(a.as_bytes()), encoded(b.as_bytes()));
+            prop_assert_eq!(ea == eb, a == b);
+            prop_assert_eq!(is(&ea, b.as_bytes()), a == b);
+            prop_assert!(is(&eb, b.as_bytes()));
+        }
+    }
+}
