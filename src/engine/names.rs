@@ -11,8 +11,9 @@
 //! An entry is the name's index alone, 4 bytes: the owner keeps index → arena position
 //! anyway, and the position here too took 12 bytes an entry, 6.6 MB of tables at the end of
 //! a 1 M event replay (issue #2 budgets memory per account). Growing the table therefore
-//! hashes each name again (`hash_of`), which reads the arena: a table grows a dozen times
-//! in a replay, so that is a few full passes over the names, against a lookup per event.
+//! hashes each name again, from the owner's walk over its names ([`NameTable::insert`]): a
+//! table grows a dozen times in a replay, by half each time, so about three hashings per
+//! name in all.
 //!
 //! The bucket is chosen from the hash's high half by multiplication (`h × buckets / 2³²`),
 //! not by masking, so the number of buckets need not be a power of two and the table grows
@@ -121,26 +122,45 @@ impl NameTable {
         }
     }
 
-    /// Adds an entry known not to be here. `hash_of(index)` gives the hash of each entry's
-    /// name, for growing.
-    pub fn insert(&mut self, hash: u64, index: u32, hash_of: impl Fn(u32) -> u64) {
+    /// A table of `entries`, (index, hash) pairs, sized for `capacity` of them.
+    pub fn from_entries(capacity: usize, entries: impl Iterator<Item = (u32, u64)>) -> NameTable {
+        let mut table = NameTable::with_capacity(capacity);
+        for (index, hash) in entries {
+            table.insert(hash, index, || -> std::iter::Empty<_> {
+                unreachable!("sized for all the entries")
+            });
+        }
+        table
+    }
+
+    /// Adds an entry known not to be here. To grow, the table asks for `entries()`: the
+    /// (index, hash) of every entry already in it, from the owner, which walks its names in
+    /// its own order and so reads them nearly in arena order (walking the buckets would read
+    /// them at random, a cache miss or two per name).
+    pub fn insert<I: Iterator<Item = (u32, u64)>>(
+        &mut self,
+        hash: u64,
+        index: u32,
+        entries: impl FnOnce() -> I,
+    ) {
         if self.len >= self.buckets.len() * WIDTH * MAX_FIFTHS / 5 {
-            self.rebuild((self.buckets.len() * 3 / 2).max(8), &hash_of);
+            self.rebuild((self.buckets.len() * 3 / 2).max(8), entries());
         }
         place(&mut self.buckets, hash, index);
         self.len += 1;
     }
 
-    /// Lays the entries out again in `n` buckets.
+    /// Lays `entries` out in `n` buckets: they must be the table's.
     #[cold]
     #[inline(never)]
-    fn rebuild(&mut self, n: usize, hash_of: impl Fn(u32) -> u64) {
+    fn rebuild(&mut self, n: usize, entries: impl Iterator<Item = (u32, u64)>) {
         let mut buckets = vec![Bucket::default(); n];
-        for bucket in &self.buckets {
-            for &index in &bucket.indexes[..bucket.len as usize] {
-                place(&mut buckets, hash_of(index), index);
-            }
+        let mut count = 0;
+        for (index, hash) in entries {
+            place(&mut buckets, hash, index);
+            count += 1;
         }
+        assert_eq!(count, self.len, "a name table grows with all its entries");
         self.buckets = buckets;
     }
 
@@ -256,10 +276,10 @@ mod tests {
                 i.wrapping_mul(0x9e37_79b9_7f4a_7c15) & spread | 0xfff8_ff00_0000_0000 & !spread
             };
             // Indexes are offset from `i`, so a mix-up of the two would show.
-            let hash_of = |index: u32| hash(u64::from(index) - 7);
             for i in 0..n {
                 assert_eq!(table.find(hash(i), |index| index == i as u32 + 7), None);
-                table.insert(hash(i), i as u32 + 7, hash_of);
+                let entries = || (0..i).map(|j| (j as u32 + 7, hash(j)));
+                table.insert(hash(i), i as u32 + 7, entries);
                 if i % 97 == 0 {
                     for j in 0..=i {
                         let found = table.find(hash(j), |index| index == j as u32 + 7);
@@ -276,13 +296,14 @@ mod tests {
         // Crowded hashes, so removals happen in overflow chains, some of them counted off
         // buckets passed 255 times or more; every lookup is checked after each round.
         let hash = |i: u64| (i % 50).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ i << 3;
-        let hash_of = |index: u32| hash(u64::from(index));
         let mut table = NameTable::default();
         let mut present = std::collections::BTreeSet::new();
         for round in 0..6u64 {
             for i in round * 1000..round * 1000 + 3000 {
-                if present.insert(i) {
-                    table.insert(hash(i), i as u32, hash_of);
+                if !present.contains(&i) {
+                    let entries = || present.iter().map(|&j| (j as u32, hash(j)));
+                    table.insert(hash(i), i as u32, entries);
+                    present.insert(i);
                 }
             }
             for i in (round * 1000..round * 1000 + 3000).filter(|i| i % 3 != round % 3) {
@@ -311,7 +332,7 @@ mod tests {
         let hash = |i: u32| ((7 << 32) / n as u64 + 1) << 32 | u64::from(i & 0xff) << 24;
         let home = home(hash(0), n);
         for i in 0..20 {
-            table.insert(hash(i), i, hash);
+            table.insert(hash(i), i, std::iter::empty);
         }
         assert_eq!(table.buckets[home].passed, 8);
         for i in 12..20 {
@@ -319,7 +340,7 @@ mod tests {
         }
         assert_eq!(table.buckets[home].passed, 0, "no entry passes it any more");
         for i in 12..300 {
-            table.insert(hash(i), i, hash);
+            table.insert(hash(i), i, std::iter::empty);
         }
         assert_eq!(table.buckets[home].passed, u8::MAX);
         for i in 12..300 {
@@ -340,10 +361,22 @@ mod tests {
     }
 
     #[test]
+    #[should_panic(expected = "a name table grows with all its entries")]
+    fn growing_without_every_entry_is_refused() {
+        let mut table = NameTable::default();
+        for i in 0..1000 {
+            table.insert(u64::from(i) << 40, i, || {
+                (0..i / 2).map(|j| (j, u64::from(j) << 40))
+            });
+        }
+    }
+
+    #[test]
     fn equal_hashes_are_told_apart_by_the_comparison() {
         let mut table = NameTable::with_capacity(10);
         for index in 0..40 {
-            table.insert(42 << 32, index + 100, |_| 42 << 32);
+            let entries = || (100..index + 100).map(|i| (i, 42 << 32));
+            table.insert(42 << 32, index + 100, entries);
         }
         for index in 0..40 {
             let found = table.find(42 << 32, |i| i == index + 100);

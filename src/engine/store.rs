@@ -181,6 +181,17 @@ impl StrArena {
     }
 }
 
+/// (index, hash) of each of `names` that is not forgotten, in index order: nearly the order
+/// of the names in the arena.
+fn entries<'a>(
+    hasher: &'a RandomState,
+    names: &'a [StrRef],
+    arena: &'a StrArena,
+) -> impl Iterator<Item = (u32, u64)> + 'a {
+    let live = (0..).zip(names).filter(|&(_, &at)| at != FREE);
+    live.map(|(i, &at)| (i, hasher.hash_one(arena.get(at, &mut [0; MAX_ID_BYTES]))))
+}
+
 /// A set of names, each given a dense index `0, 1, 2, …` in order of first appearance.
 ///
 /// The table holds (index, string) pairs so a lookup touches the table and the arena only.
@@ -283,19 +294,17 @@ impl Interner {
         }
         let at = arena.push(name);
         let i = match self.free.pop() {
-            Some(i) => {
-                self.names[i as usize] = at;
-                i
-            }
-            None => {
-                self.names.push(at);
-                u32::try_from(self.names.len() - 1).expect("fewer than 2^32 names")
-            }
+            Some(i) => i,
+            None => u32::try_from(self.names.len()).expect("fewer than 2^32 names"),
         };
+        // Into the table first: if it grows, it takes the names known so far.
+        let arena = &*arena;
         let (hasher, names) = (&self.hasher, &self.names);
-        let hash_of =
-            |i: u32| hasher.hash_one(arena.get(names[i as usize], &mut [0; MAX_ID_BYTES]));
-        self.table.insert(hash, i, hash_of);
+        self.table.insert(hash, i, || entries(hasher, names, arena));
+        match self.names.get_mut(i as usize) {
+            Some(slot) => *slot = at,
+            None => self.names.push(at),
+        }
         (i, true)
     }
 
@@ -333,12 +342,7 @@ impl Interner {
             names.push(at);
         }
         let hasher = RandomState::default();
-        let hash_of =
-            |i: u32| hasher.hash_one(arena.get(names[i as usize], &mut [0; MAX_ID_BYTES]));
-        let mut table = NameTable::with_capacity(n);
-        for (i, _) in (0..).zip(&names).filter(|&(_, &at)| at != FREE) {
-            table.insert(hash_of(i), i, hash_of);
-        }
+        let table = NameTable::from_entries(n, entries(&hasher, &names, arena));
         let free = r.u32s()?;
         let mut seen = vec![false; n];
         for &i in &free {
