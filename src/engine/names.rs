@@ -6,7 +6,8 @@
 //! 13 % of a replay, most of it waiting on those loads). Here a bucket is one 64-byte line
 //! holding twelve entries with their one-byte tags, and a bucket's address is known from the
 //! hash alone, so callers can prefetch it ([`NameTable::prefetch`]) and, once it is in, the
-//! entry's name ([`NameTable::likely`]).
+//! likely entry's position and name ([`NameTable::likely`]): a lookup reads three lines too
+//! (bucket, position, name), but a batch of events loads them together (`Engine::warm`).
 //!
 //! An entry is the name's index alone, 4 bytes: the owner keeps index → arena position
 //! anyway, and the position here too took 12 bytes an entry, 6.6 MB of tables at the end of

@@ -54,6 +54,7 @@ impl StrArena {
     }
 
     /// The encoded entry at `at`.
+    #[cfg(test)]
     pub fn entry(&self, at: StrRef) -> &[u8] {
         &self.bytes[at as usize..at as usize + self.stored_len(at)]
     }
@@ -194,7 +195,8 @@ fn entries<'a>(
 
 /// A set of names, each given a dense index `0, 1, 2, …` in order of first appearance.
 ///
-/// The table holds (index, string) pairs so a lookup touches the table and the arena only.
+/// The table holds indexes: a lookup reads a bucket, the name's arena position here and its
+/// entry in the arena.
 /// A name can be forgotten ([`Interner::forget`]); its index is then handed to the next new
 /// name, so the per-index tables of the owner stay as long as the names alive at once.
 #[derive(Debug, Default)]
@@ -261,6 +263,7 @@ impl Interner {
         self.intern_hashed(arena, name, self.hash(name))
     }
 
+    /// The index of `name`, whose hash is `hash`, if it is known.
     #[inline]
     fn find(&self, arena: &StrArena, name: &[u8], hash: u64) -> Option<u32> {
         self.table.find(hash, |i| {
