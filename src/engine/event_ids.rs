@@ -228,12 +228,9 @@ fn unpack<'a>(bytes: &'a [u8], at: usize, buf: &'a mut [u8; MAX_ID_BYTES]) -> &'
 
 /// Packed nibbles back to their lowercase hex characters, in `buf`.
 fn unpack_hex<'a>(packed: &[u8], buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a [u8] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, &b) in packed.iter().enumerate() {
-        buf[2 * i] = DIGITS[(b >> 4) as usize];
-        buf[2 * i + 1] = DIGITS[(b & 15) as usize];
-    }
-    &buf[..2 * packed.len()]
+    let len = 2 * packed.len();
+    super::name_code::unpack_hex(packed, &mut buf[..len]);
+    &buf[..len]
 }
 
 /// Append-only bytes of encoded ids, addressed by offset. Stores that must let ids go copy

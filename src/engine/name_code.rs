@@ -74,22 +74,39 @@ pub fn entry_len(bytes: &[u8]) -> Option<usize> {
     (len <= bytes.len()).then_some(len)
 }
 
+/// An entry's raw bytes (the whole name, or the prefix of a packed one) and its packed tail
+/// (empty for a raw entry).
+#[inline(always)]
+fn parts(entry: &[u8]) -> (&[u8], &[u8]) {
+    let h = entry[0];
+    if h < LONG {
+        (&entry[1..1 + h as usize], &[])
+    } else if h < PACKED {
+        let n = ((h & 0x7f) as usize) << 7 | entry[1] as usize;
+        (&entry[2..2 + n], &[])
+    } else {
+        let (prefix, packed) = ((h & 0x3f) as usize, entry[1] as usize);
+        entry[2..2 + prefix + packed].split_at(prefix)
+    }
+}
+
 /// The name of the entry that `entry` starts with, decoded into `buf` when it was packed.
 #[inline]
 pub fn decode<'a>(entry: &'a [u8], buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a [u8] {
-    let h = entry[0];
-    if h < LONG {
-        return &entry[1..1 + h as usize];
+    let (raw, packed) = parts(entry);
+    if packed.is_empty() {
+        return raw;
     }
-    if h < PACKED {
-        let n = ((h & 0x7f) as usize) << 7 | entry[1] as usize;
-        return &entry[2..2 + n];
-    }
-    let (prefix, packed) = ((h & 0x3f) as usize, entry[1] as usize);
-    buf[..prefix].copy_from_slice(&entry[2..2 + prefix]);
-    let bytes = &entry[2 + prefix..][..packed];
-    let out = &mut buf[prefix..prefix + 2 * packed];
-    let mut words = bytes.chunks_exact(8);
+    let len = raw.len() + 2 * packed.len();
+    buf[..raw.len()].copy_from_slice(raw);
+    unpack_hex(packed, &mut buf[raw.len()..len]);
+    &buf[..len]
+}
+
+/// Packed bytes as their hex characters, into `out` (twice as long), 16 at a time.
+#[inline]
+pub fn unpack_hex(packed: &[u8], out: &mut [u8]) {
+    let mut words = packed.chunks_exact(8);
     let mut chars = out.chunks_exact_mut(16);
     for (word, chars) in (&mut words).zip(&mut chars) {
         chars.copy_from_slice(&hex16(word));
@@ -98,7 +115,6 @@ pub fn decode<'a>(entry: &'a [u8], buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a [u8] 
     for (pair, &b) in rest.zip(words.remainder()) {
         pair.copy_from_slice(&hex2(b));
     }
-    &buf[..prefix + 2 * packed]
 }
 
 /// A packed byte as its two hex characters.
@@ -131,22 +147,13 @@ fn hex16(word: &[u8]) -> [u8; 16] {
 /// its hash leads to, so it compares with the name as it comes, encoding nothing.
 #[inline]
 pub fn is(entry: &[u8], name: &[u8]) -> bool {
-    let h = entry[0];
-    if h < LONG {
-        return name.len() == h as usize && entry[1..].starts_with(name);
-    }
-    if h < PACKED {
-        let n = ((h & 0x7f) as usize) << 7 | entry[1] as usize;
-        return name.len() == n && entry[2..].starts_with(name);
-    }
-    let (prefix, packed) = ((h & 0x3f) as usize, entry[1] as usize);
-    let payload = &entry[2..];
-    if name.len() != prefix + 2 * packed || name[..prefix] != payload[..prefix] {
+    let (raw, bytes) = parts(entry);
+    if name.len() != raw.len() + 2 * bytes.len() || name[..raw.len()] != *raw {
         return false;
     }
     // The stored tail is decoded and compared: its characters are canonical, so this is
     // exact whatever the name holds.
-    let (tail, bytes) = (&name[prefix..], &payload[prefix..prefix + packed]);
+    let tail = &name[raw.len()..];
     let mut words = bytes.chunks_exact(8);
     let mut chars = tail.chunks_exact(16);
     let mut same = true;
