@@ -522,7 +522,9 @@ impl Accounts {
 
 /// Touches are ordered by (`occurred_at`, `event_id` as bytes), SPEC §3.
 pub fn touch_order(a: &Touch, b: &Touch, ids: &EventIds) -> Ordering {
-    a.time.cmp(&b.time).then_with(|| ids.order(a.id(), b.id()))
+    a.time()
+        .cmp(&b.time())
+        .then_with(|| ids.order(a.id(), b.id()))
 }
 
 /// Where `touch` goes in the sorted `touches`: after every touch that does not sort after it,

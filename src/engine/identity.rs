@@ -319,7 +319,7 @@ impl Identity {
                 }
             }
         }
-        let deadline = touch.time.saturating_add(self.pending_ttl);
+        let deadline = touch.time().saturating_add(self.pending_ttl);
         self.expiry.push((deadline, slot, generation));
     }
 

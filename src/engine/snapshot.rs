@@ -33,7 +33,6 @@
 use crate::codec::{Reader, Writer};
 use crate::config::Config;
 use crate::funnel::{Funnels, Touch};
-use crate::time::{MAX_MILLIS, MIN_MILLIS};
 
 use super::dims::Dimensions;
 use super::event_ids::EventIds;
@@ -69,16 +68,10 @@ pub(crate) struct TouchCheck<'a> {
 }
 
 impl TouchCheck<'_> {
-    /// Whether the touch's time is one an event may have, and its kind, event id (in `ids`)
-    /// and dimension values exist.
+    /// Whether the touch's kind, event id (in `ids`) and dimension values exist. Its time
+    /// is one an event may have: [`Touch::load`] refuses any other.
     pub fn touch(&self, touch: Touch, ids: &EventIds) -> bool {
-        let Touch {
-            time, kind, dims, ..
-        } = touch;
-        (MIN_MILLIS..=MAX_MILLIS).contains(&time)
-            && (kind as usize) < self.kinds
-            && ids.holds(touch.id())
-            && self.dims.valid(dims)
+        (touch.kind() as usize) < self.kinds && ids.holds(touch.id()) && self.dims.valid(touch.dims)
     }
 }
 

@@ -293,8 +293,8 @@ impl Engine {
             .map(|(account, touch, late)| ResolvedTouch {
                 account: self.accounts.name(&self.arena, account),
                 event_id: self.touch_ids.touch_string(touch.id()),
-                time: touch.time,
-                kind: touch.kind,
+                time: touch.time(),
+                kind: touch.kind(),
                 online: touch.flags & Touch::ONLINE != 0,
                 labels: self
                     .dims

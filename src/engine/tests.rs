@@ -889,7 +889,7 @@ fn accounts_growing_together_keep_their_touches_when_their_pool_is_compacted() {
             .accounts
             .touches(account.unwrap())
             .iter()
-            .map(|t| t.time)
+            .map(|t| t.time())
             .collect();
         let expected: Vec<Millis> = (0..=a % rounds)
             .map(|round| T0 + (round * accounts + a) as Millis * 1_000)

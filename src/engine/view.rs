@@ -70,16 +70,16 @@ impl Engine {
                 .journeys_of(account, f, all, |touches, j, has_later| {
                     let touch_view = |i: usize| {
                         let t = touches[i];
-                        let stage = match all.code(t.kind, f) {
+                        let stage = match all.code(t.kind(), f) {
                             NO_STAGE => None,
                             LOST => Some("lost".to_string()),
                             s => Some(funnel.stages[s as usize].clone()),
                         };
                         TouchView {
                             event_id: ids.touch_string(t.id()),
-                            occurred_at: format_rfc3339(t.time),
+                            occurred_at: format_rfc3339(t.time()),
                             channel: channel(t.online()),
-                            touchpoint: all.touchpoint_name(t.kind).map(str::to_string),
+                            touchpoint: all.touchpoint_name(t.kind()).map(str::to_string),
                             stage,
                         }
                     };

@@ -69,8 +69,8 @@ impl Journey {
         Journey {
             first: index,
             end_index: index,
-            first_time: touch.time,
-            last_time: touch.time,
+            first_time: touch.time(),
+            last_time: touch.time(),
             reached: 0,
             entered: [0; MAX_STAGES],
             entering_touch: [0; MAX_STAGES],
@@ -93,8 +93,8 @@ impl Journey {
         self.entered_dims[..reached].fill(0);
         self.first = index;
         self.end_index = index;
-        self.first_time = touch.time;
-        self.last_time = touch.time;
+        self.first_time = touch.time();
+        self.last_time = touch.time();
         self.reached = 0;
         self.entered_online = 0;
         self.end = End::Open;
@@ -105,7 +105,7 @@ impl Journey {
     /// Whether `touch` opens a new journey after this one: when this one is closed, or when the
     /// touch comes more than `journey_timeout` after its last touch (exactly the timeout stays).
     pub(crate) fn is_followed_by(&self, touch: Touch, funnel: &Funnel) -> bool {
-        self.end != End::Open || touch.time - self.last_time > funnel.journey_timeout
+        self.end != End::Open || touch.time() - self.last_time > funnel.journey_timeout
     }
 
     /// Adds the next touch (in order) with its stage code in this funnel.
@@ -115,7 +115,7 @@ impl Journey {
             self.turns += 1;
         }
         self.last_online = touch.online();
-        self.last_time = touch.time;
+        self.last_time = touch.time();
         self.end_index = index + 1;
         match code {
             LOST => self.end = End::Lost,
@@ -125,7 +125,7 @@ impl Journey {
                 // a touch at or below the highest stage reached changes nothing.
                 let stage = stage as usize;
                 for s in self.reached..=stage {
-                    self.entered[s] = touch.time;
+                    self.entered[s] = touch.time();
                     self.entering_touch[s] = index as u32;
                     self.turns_before[s] = self.turns;
                     self.entered_dims[s] = touch.dims;
@@ -356,7 +356,7 @@ pub fn walk_into(
             open = true;
         }
         let journey = last.as_mut().expect("a journey is open");
-        journey.push(i, *touch, funnels.code(touch.kind, f), funnel);
+        journey.push(i, *touch, funnels.code(touch.kind(), f), funnel);
     }
     match last {
         Some(journey) if open => visit(journey, false),
@@ -391,6 +391,6 @@ pub fn append(
     let opens = last.is_followed_by(*touch, funnel);
     touch.set_starts_journey(f, opens);
     let closed = opens.then(|| std::mem::replace(last, Journey::start(index, *touch)));
-    last.push(index, *touch, funnels.code(touch.kind, f), funnel);
+    last.push(index, *touch, funnels.code(touch.kind(), f), funnel);
     closed
 }
