@@ -78,13 +78,18 @@ impl Touch {
         debug_assert!(Touch::time_fits(time), "{time}");
         debug_assert!(u32::from(kind) < 1 << Touch::KIND_BITS, "{kind}");
         let mut touch = Touch {
-            when: (time as u64) << Touch::KIND_BITS | u64::from(kind),
+            when: Touch::when(time, kind),
             id: 0,
             flags: if online { Touch::ONLINE } else { 0 },
             dims,
         };
         touch.set_id(id);
         touch
+    }
+
+    /// The word holding `time` above `kind`.
+    fn when(time: Millis, kind: u16) -> u64 {
+        (time as u64) << Touch::KIND_BITS | u64::from(kind)
     }
 
     /// Its event time.
@@ -168,7 +173,7 @@ impl Touch {
             return Err(r.corrupt("a touch's event id is past its store"));
         }
         Ok(Touch {
-            when: (time as u64) << Touch::KIND_BITS | u64::from(kind),
+            when: Touch::when(time, kind),
             id,
             flags,
             dims,
