@@ -326,7 +326,7 @@ mod tests {
         Touch::new(
             n as i64,
             TouchId::Hex16(n),
-            n as u16,
+            (n % (1 << Touch::KIND_BITS)) as u16,
             n.is_multiple_of(2),
             n as u32,
         )
