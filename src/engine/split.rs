@@ -44,7 +44,7 @@ use super::Engine;
 use crate::codec::{Reader, Writer};
 use crate::event::MAX_ID_BYTES;
 use crate::funnel::Touch;
-use crate::time::Millis;
+use crate::time::{MAX_MILLIS, MIN_MILLIS, Millis};
 
 /// First byte of every record, so that a later format is told apart.
 const RECORD_FORMAT: u8 = 1;
@@ -312,7 +312,7 @@ impl Engine {
 
     /// Places a touch a resolver released (a journeys engine's only input). One whose kind or
     /// labels this engine cannot read came from an engine with other funnels or dimensions,
-    /// and is refused.
+    /// and is refused; so is one with a time no event may have (a touch could not hold it).
     pub fn apply_resolved(&mut self, resolved: &ResolvedTouch) -> Result<(), String> {
         if usize::from(resolved.kind) >= self.funnels.kinds() {
             return Err(format!(
@@ -321,6 +321,12 @@ impl Engine {
                 resolved.event_id,
                 resolved.kind,
                 self.funnels.kinds()
+            ));
+        }
+        if !(MIN_MILLIS..=MAX_MILLIS).contains(&resolved.time) {
+            return Err(format!(
+                "touch {:?} has time {}, outside the years 0000 to 9999 (SPEC §1)",
+                resolved.event_id, resolved.time
             ));
         }
         if resolved.event_id.is_empty() || resolved.event_id.len() > MAX_ID_BYTES {
@@ -458,6 +464,18 @@ mod tests {
             ..good.clone()
         };
         assert!(engine.apply_resolved(&id).unwrap_err().contains("SPEC §1"));
+        for time in [MAX_MILLIS + 1, i64::MIN] {
+            let outside = ResolvedTouch {
+                time,
+                ..good.clone()
+            };
+            assert!(
+                engine
+                    .apply_resolved(&outside)
+                    .unwrap_err()
+                    .contains("0000 to 9999")
+            );
+        }
         // Nothing of the refused ones went in.
         assert_eq!(engine.state_sizes().touches, 1);
     }
