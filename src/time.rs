@@ -21,6 +21,13 @@ pub const MIN_MILLIS: Millis = days_from_civil(0, 1, 1) * MS_PER_DAY;
 /// `9999-12-31T23:59:59.999Z`: the latest time we accept.
 pub const MAX_MILLIS: Millis = days_from_civil(9999, 12, 31) * MS_PER_DAY + MS_PER_DAY - 1;
 
+/// Whether an event may have this time (SPEC §1): [`MIN_MILLIS`] to [`MAX_MILLIS`]. Decoding
+/// accepts only these, and what is restored or received from another process is held to it.
+#[inline]
+pub const fn accepted(ms: Millis) -> bool {
+    MIN_MILLIS <= ms && ms <= MAX_MILLIS
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (`m` in 1..=12, `d` in 1..=31).
 #[inline]
 const fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -156,7 +163,7 @@ pub fn parse_rfc3339(s: &str) -> Option<Millis> {
         + second * MS_PER_SECOND
         + millis;
     let utc = local - offset;
-    (MIN_MILLIS..=MAX_MILLIS).contains(&utc).then_some(utc)
+    accepted(utc).then_some(utc)
 }
 
 /// `ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ`, e.g. `2026-03-01T10:00:00.000Z`.
@@ -397,7 +404,7 @@ mod tests {
             + second * MS_PER_SECOND
             + millis;
         let utc = local - offset;
-        (MIN_MILLIS..=MAX_MILLIS).contains(&utc).then_some(utc)
+        accepted(utc).then_some(utc)
     }
 
     /// Valid times, and valid times with one byte replaced, cut or added.

@@ -44,7 +44,7 @@ use super::Engine;
 use crate::codec::{Reader, Writer};
 use crate::event::MAX_ID_BYTES;
 use crate::funnel::Touch;
-use crate::time::{MAX_MILLIS, MIN_MILLIS, Millis};
+use crate::time::{Millis, accepted};
 
 /// First byte of every record, so that a later format is told apart.
 const RECORD_FORMAT: u8 = 1;
@@ -323,7 +323,7 @@ impl Engine {
                 self.funnels.kinds()
             ));
         }
-        if !(MIN_MILLIS..=MAX_MILLIS).contains(&resolved.time) {
+        if !accepted(resolved.time) {
             return Err(format!(
                 "touch {:?} has time {}, outside the years 0000 to 9999 (SPEC §1)",
                 resolved.event_id, resolved.time
@@ -464,7 +464,7 @@ mod tests {
             ..good.clone()
         };
         assert!(engine.apply_resolved(&id).unwrap_err().contains("SPEC §1"));
-        for time in [MAX_MILLIS + 1, i64::MIN] {
+        for time in [crate::time::MAX_MILLIS + 1, i64::MIN] {
             let outside = ResolvedTouch {
                 time,
                 ..good.clone()

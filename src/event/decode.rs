@@ -110,7 +110,7 @@ impl Decoder {
                 );
             }
             Time::Number(n) => match n.to_i64() {
-                Some(ms) if (time::MIN_MILLIS..=time::MAX_MILLIS).contains(&ms) => ms,
+                Some(ms) if time::accepted(ms) => ms,
                 _ => {
                     return reject(
                         InvalidTimestamp,

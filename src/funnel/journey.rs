@@ -6,7 +6,7 @@ use crate::codec::{Reader, Writer};
 use crate::config::MAX_STAGES;
 use crate::engine::SnapshotError;
 use crate::time::Millis;
-use crate::time::{MAX_MILLIS, MIN_MILLIS};
+use crate::time::accepted;
 
 /// How a journey ended, if it did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,7 +230,7 @@ impl Journey {
             }
         }
         let mut times = [j.first_time, j.last_time].into_iter().chain(j.entered);
-        if !times.all(|t| (MIN_MILLIS..=MAX_MILLIS).contains(&t)) {
+        if !times.all(accepted) {
             return Err(r.corrupt("a journey time out of range"));
         }
         j.entered_online = r.u16()?;

@@ -74,9 +74,14 @@ impl Touch {
         (time << Touch::KIND_BITS) >> Touch::KIND_BITS == time
     }
 
+    /// Whether `kind` fits the bits below the time.
+    const fn kind_fits(kind: u16) -> bool {
+        (kind as u32) < 1 << Touch::KIND_BITS
+    }
+
     pub fn new(time: Millis, id: TouchId, kind: u16, online: bool, dims: u32) -> Touch {
         debug_assert!(Touch::time_fits(time), "{time}");
-        debug_assert!(u32::from(kind) < 1 << Touch::KIND_BITS, "{kind}");
+        debug_assert!(Touch::kind_fits(kind), "{kind}");
         let mut touch = Touch {
             when: Touch::when(time, kind),
             id: 0,
@@ -163,10 +168,10 @@ impl Touch {
     /// A touch as saved; the caller checks what its fields point to.
     pub fn load(r: &mut Reader<'_>) -> Result<Touch, SnapshotError> {
         let (time, id, kind, flags, dims) = (r.i64()?, r.u64()?, r.u16()?, r.u16()?, r.u32()?);
-        if !(MIN_MILLIS..=MAX_MILLIS).contains(&time) {
+        if !crate::time::accepted(time) {
             return Err(r.corrupt(format_args!("a touch's time {time} is out of range")));
         }
-        if u32::from(kind) >= 1 << Touch::KIND_BITS {
+        if !Touch::kind_fits(kind) {
             return Err(r.corrupt(format_args!("a touch's kind {kind} is out of range")));
         }
         if flags & Touch::STORED_ID != 0 && u32::try_from(id).is_err() {
