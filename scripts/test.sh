@@ -24,10 +24,8 @@ echo "== scripts/pgo.sh, checked against the test build"
 check=target/pgo/check
 mkdir -p "$check"
 ./target/debug/spiral generate --seed 11 --accounts 20000 --events 200000 > "$check/in.jsonl"
-for build in debug pgo; do
-  binary=target/debug/spiral
-  if [ "$build" = pgo ]; then binary=target/pgo/spiral; fi
-  "$binary" replay -q --config config/spiral.toml --summary "$check/$build.json" \
+for build in debug pgo; do # target/debug/spiral, target/pgo/spiral
+  "target/$build/spiral" replay -q --config config/spiral.toml --summary "$check/$build.json" \
     --rejected "$check/$build.rejected.jsonl" "$check/in.jsonl"
 done
 cmp "$check/debug.json" "$check/pgo.json"
