@@ -15,7 +15,7 @@ use hashbrown::HashMap;
 use crate::codec::{Reader, Writer};
 use crate::config::FunnelConfig;
 use crate::engine::{SnapshotError, TouchId};
-use crate::time::{MAX_MILLIS, MIN_MILLIS, Millis};
+use crate::time::{MAX_MILLIS, MIN_MILLIS, Millis, accepted};
 
 /// Stage code of an event in a funnel that maps it to no stage.
 pub const NO_STAGE: u8 = 0xFE;
@@ -69,7 +69,7 @@ impl Touch {
     /// Bits of [`Touch::kind`]: [`Funnels::new`] refuses configurations with more kinds.
     pub const KIND_BITS: u32 = 15;
     /// Whether `time` survives the trip through the bits left above the kind: every time
-    /// from [`MIN_MILLIS`] to [`MAX_MILLIS`] does (checked at compile time below).
+    /// from [`MIN_MILLIS`] to [`MAX_MILLIS`] does (checked at compile time, after the struct).
     const fn time_fits(time: Millis) -> bool {
         (time << Touch::KIND_BITS) >> Touch::KIND_BITS == time
     }
@@ -168,7 +168,7 @@ impl Touch {
     /// A touch as saved; the caller checks what its fields point to.
     pub fn load(r: &mut Reader<'_>) -> Result<Touch, SnapshotError> {
         let (time, id, kind, flags, dims) = (r.i64()?, r.u64()?, r.u16()?, r.u16()?, r.u32()?);
-        if !crate::time::accepted(time) {
+        if !accepted(time) {
             return Err(r.corrupt(format_args!("a touch's time {time} is out of range")));
         }
         if !Touch::kind_fits(kind) {
