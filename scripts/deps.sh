@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything the test suite needs beyond the Rust toolchain, on a fresh Debian machine:
 #   - the Debian packages that build rdkafka with TLS and zlib (libssl-dev, pkg-config,
-#     zlib1g-dev), `promtool` and `prometheus` for the metrics and the rules (prometheus),
+#     zlib1g-dev; their static archives and glibc's, libc6-dev, link scripts/pgo.sh's static
+#     binary), `promtool` and `prometheus` for the metrics and the rules (prometheus),
 #     headless `chromium` for the live page's test, and `kubectl kustomize` for the Kubernetes
 #     manifests (kubernetes-client);
 #   - DuckDB for Python, in a virtual environment under ~/.cache/spiral/duckdb (the BI tests
@@ -16,7 +17,7 @@ export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 
 installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 
-packages=(libssl-dev pkg-config zlib1g-dev prometheus chromium kubernetes-client python3-venv)
+packages=(libc6-dev libssl-dev pkg-config zlib1g-dev prometheus chromium kubernetes-client python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   # Any promtool and prometheus on PATH will do (for instance from a release tarball).
