@@ -48,6 +48,11 @@ pub struct DemoOptions {
 pub fn run(options: &DemoOptions) -> Result<()> {
     let cluster = MockCluster::new(1).map_err(|e| anyhow!("cannot start the mock cluster: {e}"))?;
     let mut config = Config::parse(EXAMPLE_CONFIG, "config/spiral.toml (built in)")?;
+    // Where it serves can be chosen, as for `spiral run` (a free port with `127.0.0.1:0`).
+    config
+        .service
+        .apply_http_env(|name| std::env::var(name).ok())
+        .map_err(anyhow::Error::msg)?;
     let kafka = config
         .service
         .kafka
@@ -107,9 +112,16 @@ pub fn run(options: &DemoOptions) -> Result<()> {
         "producing {} messages over {} accounts at {} msg/s into {ONLINE}, {OFFLINE}, {IDENTITY}",
         options.events, options.accounts, options.rate
     );
-    println!("metrics:  http://{listen}/metrics");
-    println!("summary:  http://{listen}/api/v1/summary");
-    println!("accounts: http://{listen}/api/v1/accounts/acct-000001");
+    if listen.port() == 0 {
+        println!(
+            "HTTP:     a free port on {} (the \"spiral is running\" line names it)",
+            listen.ip()
+        );
+    } else {
+        println!("metrics:  http://{listen}/metrics");
+        println!("summary:  http://{listen}/api/v1/summary");
+        println!("accounts: http://{listen}/api/v1/accounts/acct-000001");
+    }
     if let Some(dir) = &options.export {
         println!(
             "BI files: {} (published with every checkpoint; see the end)",

@@ -481,11 +481,7 @@ impl ServiceConfig {
     /// `SPIRAL_KAFKA_SASL_USERNAME`, `SPIRAL_KAFKA_SASL_PASSWORD` and `SPIRAL_HTTP_LISTEN`.
     /// Errors name the variable.
     pub fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), String> {
-        if let Some(listen) = env("SPIRAL_HTTP_LISTEN") {
-            self.http.listen = listen.parse().map_err(|_| {
-                format!("SPIRAL_HTTP_LISTEN: {listen:?} is not an address like \"0.0.0.0:9464\"")
-            })?;
-        }
+        self.apply_http_env(&env)?;
         let Some(kafka) = &mut self.kafka else {
             return Ok(());
         };
@@ -504,6 +500,18 @@ impl ServiceConfig {
         }
         if let Some(password) = non_empty("SPIRAL_KAFKA_SASL_PASSWORD")? {
             kafka.client.insert("sasl.password".into(), password);
+        }
+        Ok(())
+    }
+
+    /// Applies `SPIRAL_HTTP_LISTEN` alone: the override `spiral demo` takes too, whose brokers
+    /// are its own cluster's whatever the environment says (in a container, the HTTP address
+    /// must be `0.0.0.0` to be reached from outside).
+    pub fn apply_http_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), String> {
+        if let Some(listen) = env("SPIRAL_HTTP_LISTEN") {
+            self.http.listen = listen.parse().map_err(|_| {
+                format!("SPIRAL_HTTP_LISTEN: {listen:?} is not an address like \"0.0.0.0:9464\"")
+            })?;
         }
         Ok(())
     }
@@ -666,5 +674,21 @@ dlq_topic = "spiral.dlq"
         assert_eq!(service.http.listen.to_string(), "0.0.0.0:9000");
         let bad = service.apply_env(|n| (n == "SPIRAL_HTTP_LISTEN").then(|| "x".to_string()));
         assert!(bad.unwrap_err().starts_with("SPIRAL_HTTP_LISTEN: \"x\""));
+    }
+
+    #[test]
+    fn the_demo_takes_only_the_http_address_from_the_environment() {
+        let mut service = parse(KAFKA).unwrap().service;
+        let before = service.kafka.as_ref().unwrap().clone();
+        let env = |name: &str| match name {
+            "SPIRAL_HTTP_LISTEN" => Some("127.0.0.1:0".to_string()),
+            _ => Some("elsewhere".to_string()),
+        };
+        service.apply_http_env(env).unwrap();
+        assert_eq!(service.http.listen.to_string(), "127.0.0.1:0");
+        let kafka = service.kafka.as_ref().unwrap();
+        assert_eq!(kafka.brokers, before.brokers);
+        assert_eq!(kafka.group_id, before.group_id);
+        assert_eq!(kafka.client, before.client);
     }
 }
