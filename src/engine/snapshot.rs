@@ -42,7 +42,8 @@ pub const MAGIC: &[u8; 8] = b"SPIRALEN";
 /// Bump on any change to what is saved or how.
 ///
 /// 3: a touch holds its event id when it is 16 hex characters (24 bytes a touch, was 20).
-pub const SNAPSHOT_VERSION: u32 = 4;
+/// 5: names' prefixes are coded (the string arena is followed by its coded prefixes).
+pub const SNAPSHOT_VERSION: u32 = 5;
 
 /// Why a snapshot cannot be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

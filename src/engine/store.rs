@@ -9,7 +9,7 @@ use foldhash::fast::RandomState;
 use std::hash::BuildHasher;
 
 use super::SnapshotError;
-use super::name_code;
+use super::name_code::{self, Prefixes};
 use super::names::NameTable;
 use crate::codec::{Reader, Writer};
 use crate::event::MAX_ID_BYTES;
@@ -18,12 +18,14 @@ use crate::event::MAX_ID_BYTES;
 pub type StrRef = u32;
 
 /// Byte arena of names, each an entry of [`super::name_code`] (a header, then the name with
-/// its hex tail packed), appended to as names are interned. The names an [`Interner`]
+/// its hex tail packed and its prefix coded), appended to as names are interned. The names an [`Interner`]
 /// forgets are counted as dead bytes, and [`StrArena::compact`] slides the live ones together
 /// once the dead make up a fifth of the arena.
 #[derive(Debug, Default)]
 pub struct StrArena {
     bytes: Vec<u8>,
+    /// The prefixes entries refer to by code.
+    prefixes: Prefixes,
     /// Bytes of forgotten strings.
     dead: usize,
 }
@@ -49,7 +51,7 @@ impl StrArena {
             // beats silently aliasing ids.
             panic!("string arena is full (4 GiB of ids): split the input over more partitions");
         };
-        name_code::encode(name, &mut self.bytes);
+        name_code::encode(name, &mut self.prefixes, &mut self.bytes);
         at
     }
 
@@ -61,12 +63,13 @@ impl StrArena {
 
     /// The name at `at`, decoded into `buf` when its tail was packed.
     pub fn get<'a>(&'a self, at: StrRef, buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a [u8] {
-        name_code::decode(&self.bytes[at as usize..], buf)
+        name_code::decode(&self.bytes[at as usize..], &self.prefixes, buf)
     }
 
     /// Bytes the entry at `at` takes, its header included.
     fn stored_len(&self, at: StrRef) -> usize {
-        name_code::entry_len(&self.bytes[at as usize..]).expect("the arena holds whole entries")
+        name_code::entry_len(&self.bytes[at as usize..], self.prefixes.len())
+            .expect("the arena holds whole entries")
     }
 
     /// Whether forgotten strings are a fifth of the arena, so [`StrArena::compact`] is due.
@@ -165,18 +168,20 @@ impl StrArena {
     pub fn valid(&self, at: StrRef) -> bool {
         self.bytes
             .get(at as usize..)
-            .and_then(name_code::entry_len)
+            .and_then(|entry| name_code::entry_len(entry, self.prefixes.len()))
             .is_some()
     }
 
     pub fn save(&self, w: &mut Writer<'_>) {
         w.bytes(&self.bytes);
+        self.prefixes.save(w);
     }
 
     pub fn load(r: &mut Reader<'_>) -> Result<StrArena, SnapshotError> {
         r.section("string arena");
         Ok(StrArena {
             bytes: r.bytes()?.to_vec(),
+            prefixes: Prefixes::load(r)?,
             dead: 0,
         })
     }
@@ -267,7 +272,8 @@ impl Interner {
     #[inline]
     fn find(&self, arena: &StrArena, name: &[u8], hash: u64) -> Option<u32> {
         self.table.find(hash, |i| {
-            name_code::is(&arena.bytes[self.names[i as usize] as usize..], name)
+            let entry = &arena.bytes[self.names[i as usize] as usize..];
+            name_code::is(entry, &arena.prefixes, name)
         })
     }
 
@@ -387,7 +393,11 @@ mod tests {
             assert!(arena.valid(at));
             assert_eq!(arena.get(at, &mut [0; MAX_ID_BYTES]), name);
         }
-        assert_eq!(arena.entry(at[4]).len(), 15, "the hex tail is packed");
+        assert_eq!(
+            arena.entry(at[4]).len(),
+            10,
+            "the hex tail is packed, the prefix coded"
+        );
         assert_eq!(arena.get_string(at[1]), "evt-1");
     }
 
@@ -464,6 +474,34 @@ mod tests {
         ));
         assert_eq!(loaded.recount_dead(&[&a]), Ok(()));
         assert_eq!(loaded.dead, 0);
+    }
+
+    #[test]
+    fn a_loaded_name_with_a_code_the_arena_does_not_hold_is_refused() {
+        let mut arena = StrArena::default();
+        let mut names = Interner::default();
+        names.intern(&mut arena, b"anon-3fc640a93fa5840a");
+        let save = |prefixes: &Prefixes| {
+            let mut bytes = Vec::new();
+            let mut w = Writer::new(&mut bytes);
+            w.bytes(&arena.bytes);
+            prefixes.save(&mut w);
+            names.save(&mut w);
+            bytes
+        };
+        let load = |bytes: &[u8]| {
+            let mut r = Reader::new(bytes);
+            let arena = StrArena::load(&mut r).unwrap();
+            Interner::load(&mut r, &arena).map(|names| names.name(&arena, 0))
+        };
+        assert_eq!(
+            load(&save(&arena.prefixes)).unwrap(),
+            "anon-3fc640a93fa5840a"
+        );
+        assert!(matches!(
+            load(&save(&Prefixes::default())),
+            Err(SnapshotError::Corrupt(_))
+        ));
     }
 
     #[test]
