@@ -9,18 +9,19 @@
 //! only new names are encoded; hashes are taken of the name itself. The encoding is
 //! canonical all the same (one name, one entry), so equal entries are equal names.
 //!
-//! The prefixes repeat too: every anonymous id of a site starts `anon-`, every account id
-//! `acct-`. A packed name's prefix of at most [`MAX_CODED_PREFIX`] bytes is given a one-byte
-//! code the first time it is seen ([`Prefixes`], the arena's, at most [`MAX_CODES`] of them),
-//! and entries name it by that code: `anon-3fc640a93fa5840a` takes 10 bytes, 1.4 MB less at
-//! the end of issue #2's 1 M event replay. Codes are never withdrawn, so a prefix is coded in
-//! every entry or in none, and equal entries of one arena still mean equal names.
+//! The shapes repeat too: every anonymous id of a site is `anon-` and 16 hex characters,
+//! every account id `acct-` and 6 digits. A packed name's prefix (of at most
+//! [`MAX_CODED_PREFIX`] bytes) with its tail's length is given a one-byte code the first time
+//! it is seen ([`Shapes`], the arena's, at most [`MAX_CODES`] of them), and entries carry
+//! that code instead of the prefix and the length: `anon-3fc640a93fa5840a` takes 9 bytes,
+//! 2.5 MB less resident at the end of issue #2's 1 M event replay. Codes are never withdrawn,
+//! so a shape is coded in every entry or in none, and equal entries of one arena still mean
+//! equal names.
 //!
 //! An entry, a header then the payload:
 //! - `0x00..=0x7f`: that many raw bytes;
 //! - `0x80..=0x82`: raw, length `(h & 0x7f) << 7 | next byte` (128 to 256 bytes);
-//! - `0x83..=0xbf`: the prefix coded `h - 0x83`, then a byte counting the packed bytes (2 to
-//!   128), then the packed bytes;
+//! - `0x83..=0xbf`: the prefix and length coded `h - 0x83`, then the packed bytes;
 //! - `0xc0..=0xff`: a raw prefix of `h & 0x3f` bytes (at most 63), then a byte counting the
 //!   packed bytes (2 to 128), then the prefix, then the packed bytes.
 //!
@@ -40,69 +41,81 @@ const MAX_PREFIX: usize = 0x3f;
 const MIN_TAIL: usize = 4;
 /// The first header of an entry with a coded prefix.
 const CODED: u8 = 0x83;
-/// Prefixes a [`Prefixes`] codes: the headers from [`CODED`] to [`PACKED`].
+/// Shapes one [`Shapes`] can code: the headers from [`CODED`] to [`PACKED`].
 pub const MAX_CODES: usize = (PACKED - CODED) as usize;
 /// The longest prefix given a code: id schemes' prefixes are short words, and a long prefix
 /// is more likely a name's own text than something many names share.
 pub const MAX_CODED_PREFIX: usize = 16;
 
-/// The prefixes an arena's entries refer to by code, in the order they were first seen.
+/// The shapes an arena's entries refer to by code, in the order they were first seen: a
+/// prefix and the number of packed bytes after it.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Prefixes {
-    list: Vec<Box<[u8]>>,
+pub struct Shapes {
+    list: Vec<(Box<[u8]>, u8)>,
 }
 
-impl Prefixes {
-    /// The code of `prefix`, given one now if it has none and may have one. Only new names
-    /// are encoded, and an arena holds a handful of prefixes: a scan is enough.
-    fn code(&mut self, prefix: &[u8]) -> Option<u8> {
-        if let Some(k) = self.list.iter().position(|p| **p == *prefix) {
+impl Shapes {
+    /// The code of `prefix` followed by `packed` packed bytes, given one now if it has none
+    /// and may have one. Only new names are encoded, and an arena holds a handful of shapes:
+    /// a scan is enough.
+    fn code(&mut self, prefix: &[u8], packed: u8) -> Option<u8> {
+        let same = |(p, n): &(Box<[u8]>, u8)| **p == *prefix && *n == packed;
+        if let Some(k) = self.list.iter().position(same) {
             return Some(k as u8);
         }
-        if prefix.is_empty() || prefix.len() > MAX_CODED_PREFIX || self.list.len() == MAX_CODES {
+        let fits = (1..=MAX_CODED_PREFIX).contains(&prefix.len())
+            && (MIN_TAIL / 2..=MAX_ID_BYTES / 2).contains(&usize::from(packed));
+        if !fits || self.list.len() == MAX_CODES {
             return None;
         }
-        self.list.push(prefix.into());
+        self.list.push((prefix.into(), packed));
         Some((self.list.len() - 1) as u8)
     }
 
+    /// The prefix and packed length coded `k`, if `k` was handed out.
     #[inline]
-    fn get(&self, k: u8) -> &[u8] {
-        &self.list[k as usize]
+    fn get(&self, k: u8) -> Option<(&[u8], usize)> {
+        let (prefix, packed) = self.list.get(usize::from(k))?;
+        Some((prefix, usize::from(*packed)))
     }
 
-    /// Codes handed out: entries may use codes below this.
+    /// Codes handed out.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.list.len()
     }
 
     pub fn save(&self, w: &mut Writer<'_>) {
         w.len(self.list.len());
-        for prefix in &self.list {
+        for (prefix, packed) in &self.list {
             w.bytes(prefix);
+            w.u8(*packed);
         }
     }
 
-    /// Loads what [`Prefixes::save`] wrote, refusing what `code` could not have made.
-    pub fn load(r: &mut Reader<'_>) -> Result<Prefixes, SnapshotError> {
-        let n = r.len(8)?;
+    /// Loads what [`Shapes::save`] wrote, refusing what `code` could not have made.
+    pub fn load(r: &mut Reader<'_>) -> Result<Shapes, SnapshotError> {
+        let n = r.len(10)?;
         if n > MAX_CODES {
-            return Err(r.corrupt(format_args!("{n} coded name prefixes")));
+            return Err(r.corrupt(format_args!("{n} coded name shapes")));
         }
-        let mut prefixes = Prefixes::default();
+        let mut shapes = Shapes::default();
         for _ in 0..n {
-            let prefix = r.bytes()?;
-            let fresh = !prefixes.list.iter().any(|p| **p == *prefix);
-            if !(fresh && prefixes.code(prefix).is_some()) {
-                return Err(r.corrupt("a coded name prefix is empty, too long or repeated"));
+            let (prefix, packed) = (r.bytes()?, r.u8()?);
+            let fresh = !shapes
+                .list
+                .iter()
+                .any(|(p, n)| **p == *prefix && *n == packed);
+            if !(fresh && shapes.code(prefix, packed).is_some()) {
+                return Err(r.corrupt("a coded name shape is out of range or repeated"));
             }
         }
-        Ok(prefixes)
+        Ok(shapes)
     }
 }
 
-/// Appends `name`'s entry to `out`, coding its prefix in `prefixes` when it can.
-pub fn encode(name: &[u8], prefixes: &mut Prefixes, out: &mut Vec<u8>) {
+/// Appends `name`'s entry to `out`, coding its shape in `shapes` when it can.
+pub fn encode(name: &[u8], shapes: &mut Shapes, out: &mut Vec<u8>) {
     let n = name.len();
     assert!(n <= MAX_ID_BYTES, "ids are at most 256 bytes (SPEC §1)");
     out.reserve(n + 2);
@@ -110,8 +123,8 @@ pub fn encode(name: &[u8], prefixes: &mut Prefixes, out: &mut Vec<u8>) {
     let tail = hex.count() & !1;
     let prefix = n - tail;
     if tail >= MIN_TAIL && prefix <= MAX_PREFIX {
-        match prefixes.code(&name[..prefix]) {
-            Some(k) => out.extend_from_slice(&[CODED + k, (tail / 2) as u8]),
+        match shapes.code(&name[..prefix], (tail / 2) as u8) {
+            Some(k) => out.push(CODED + k),
             None => {
                 out.extend_from_slice(&[PACKED | prefix as u8, (tail / 2) as u8]);
                 out.extend_from_slice(&name[..prefix]);
@@ -132,9 +145,9 @@ pub fn encode(name: &[u8], prefixes: &mut Prefixes, out: &mut Vec<u8>) {
 }
 
 /// The length of the entry that `bytes` starts with, if it is a well-formed entry that ends
-/// within `bytes` and uses only codes below `codes` (loading checks snapshots with this; the
+/// within `bytes` and uses only codes of `shapes` (loading checks snapshots with this; the
 /// arena's own entries always are).
-pub fn entry_len(bytes: &[u8], codes: usize) -> Option<usize> {
+pub fn entry_len(bytes: &[u8], shapes: &Shapes) -> Option<usize> {
     let (&h, rest) = bytes.split_first()?;
     let len = match h {
         0..0x80 => 1 + h as usize,
@@ -142,11 +155,7 @@ pub fn entry_len(bytes: &[u8], codes: usize) -> Option<usize> {
             let n = ((h & 0x7f) as usize) << 7 | *rest.first()? as usize;
             (0x80..=MAX_ID_BYTES).contains(&n).then_some(2 + n)?
         }
-        CODED..PACKED => {
-            let packed = *rest.first()? as usize;
-            ((((h - CODED) as usize) < codes) && (2..=MAX_ID_BYTES / 2).contains(&packed))
-                .then_some(2 + packed)?
-        }
+        CODED..PACKED => 1 + shapes.get(h - CODED)?.1,
         PACKED.. => {
             let packed = *rest.first()? as usize;
             (2..=MAX_ID_BYTES / 2)
@@ -160,7 +169,7 @@ pub fn entry_len(bytes: &[u8], codes: usize) -> Option<usize> {
 /// An entry's raw bytes (the whole name, or the prefix of a packed one) and its packed tail
 /// (empty for a raw entry).
 #[inline(always)]
-fn parts<'a>(entry: &'a [u8], prefixes: &'a Prefixes) -> (&'a [u8], &'a [u8]) {
+fn parts<'a>(entry: &'a [u8], shapes: &'a Shapes) -> (&'a [u8], &'a [u8]) {
     let h = entry[0];
     if h < LONG {
         (&entry[1..1 + h as usize], &[])
@@ -168,7 +177,8 @@ fn parts<'a>(entry: &'a [u8], prefixes: &'a Prefixes) -> (&'a [u8], &'a [u8]) {
         let n = ((h & 0x7f) as usize) << 7 | entry[1] as usize;
         (&entry[2..2 + n], &[])
     } else if h < PACKED {
-        (prefixes.get(h - CODED), &entry[2..2 + entry[1] as usize])
+        let (prefix, packed) = shapes.get(h - CODED).expect("a code the arena handed out");
+        (prefix, &entry[1..1 + packed])
     } else {
         let (prefix, packed) = ((h & 0x3f) as usize, entry[1] as usize);
         entry[2..2 + prefix + packed].split_at(prefix)
@@ -179,10 +189,10 @@ fn parts<'a>(entry: &'a [u8], prefixes: &'a Prefixes) -> (&'a [u8], &'a [u8]) {
 #[inline]
 pub fn decode<'a>(
     entry: &'a [u8],
-    prefixes: &'a Prefixes,
+    shapes: &'a Shapes,
     buf: &'a mut [u8; MAX_ID_BYTES],
 ) -> &'a [u8] {
-    let (raw, packed) = parts(entry, prefixes);
+    let (raw, packed) = parts(entry, shapes);
     if packed.is_empty() {
         return raw;
     }
@@ -235,8 +245,8 @@ fn hex16(word: &[u8]) -> [u8; 16] {
 /// Whether the entry that `entry` starts with is `name`'s. A lookup asks this of the entries
 /// its hash leads to, so it compares with the name as it comes, encoding nothing.
 #[inline]
-pub fn is(entry: &[u8], prefixes: &Prefixes, name: &[u8]) -> bool {
-    let (raw, bytes) = parts(entry, prefixes);
+pub fn is(entry: &[u8], shapes: &Shapes, name: &[u8]) -> bool {
+    let (raw, bytes) = parts(entry, shapes);
     if name.len() != raw.len() + 2 * bytes.len() || name[..raw.len()] != *raw {
         return false;
     }
@@ -260,105 +270,113 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn encoded(name: &[u8], prefixes: &mut Prefixes) -> Vec<u8> {
+    fn encoded(name: &[u8], shapes: &mut Shapes) -> Vec<u8> {
         let mut entry = vec![];
-        encode(name, prefixes, &mut entry);
+        encode(name, shapes, &mut entry);
         entry
     }
 
-    fn round_trip_in(prefixes: &mut Prefixes, name: &[u8]) -> usize {
-        let entry = &encoded(name, prefixes)[..];
-        assert_eq!(
-            entry_len(entry, prefixes.len()),
-            Some(entry.len()),
-            "{name:?}"
-        );
+    fn round_trip_in(shapes: &mut Shapes, name: &[u8]) -> usize {
+        let entry = &encoded(name, shapes)[..];
+        assert_eq!(entry_len(entry, shapes), Some(entry.len()), "{name:?}");
         let mut buf = [0; MAX_ID_BYTES];
-        assert_eq!(decode(entry, prefixes, &mut buf), name);
+        assert_eq!(decode(entry, shapes, &mut buf), name);
         entry.len()
     }
 
-    /// Codes for prefixes no test name has, all of them: prefixes stay in their entries.
-    fn full() -> Prefixes {
-        let mut prefixes = Prefixes::default();
+    /// Codes for shapes no test name has, all of them: prefixes stay in their entries.
+    fn full() -> Shapes {
+        let mut shapes = Shapes::default();
         for k in 0..MAX_CODES {
-            assert_eq!(prefixes.code(&[0xff, k as u8]), Some(k as u8));
+            assert_eq!(shapes.code(&[0xff, k as u8], 2), Some(k as u8));
         }
-        prefixes
+        shapes
     }
 
-    /// The entry's size when no code is left for its prefix.
+    /// The entry's size when no code is left for its shape.
     fn round_trip(name: &[u8]) -> usize {
         round_trip_in(&mut full(), name)
     }
 
     #[test]
-    fn shared_prefixes_take_one_byte() {
-        let mut prefixes = Prefixes::default();
-        assert_eq!(
-            round_trip_in(&mut prefixes, b"anon-3fc640a93fa5840a"),
-            2 + 8
-        );
-        assert_eq!(round_trip_in(&mut prefixes, b"acct-000123"), 2 + 3);
-        assert_eq!(round_trip_in(&mut prefixes, b"anon-00112233"), 2 + 4);
-        assert_eq!(prefixes.len(), 2, "anon- and acct-, once each");
+    fn shared_shapes_take_one_byte() {
+        let mut shapes = Shapes::default();
+        let anon = b"anon-3fc640a93fa5840a";
+        assert_eq!(round_trip_in(&mut shapes, anon), 1 + 8);
+        assert_eq!(round_trip_in(&mut shapes, b"acct-000123"), 1 + 3);
+        assert_eq!(round_trip_in(&mut shapes, b"anon-0011223344556677"), 1 + 8);
+        assert_eq!(shapes.len(), 2, "anon- with 8 packed bytes, acct- with 3");
+        // The same prefix with another length is another shape.
+        assert_eq!(round_trip_in(&mut shapes, b"anon-00112233"), 1 + 4);
+        assert_eq!(shapes.len(), 3);
         // No prefix, or one too long: spelled out as before, and given no code.
         let uuid = b"0f8e2a7c-3b1d-4e5f-9a6b-7c8d9e0f1a2b";
-        assert_eq!(round_trip_in(&mut prefixes, uuid), 2 + 24 + 6);
-        assert_eq!(round_trip_in(&mut prefixes, &[b'f'; 256]), 2 + 128);
+        assert_eq!(round_trip_in(&mut shapes, uuid), 2 + 24 + 6);
+        assert_eq!(round_trip_in(&mut shapes, &[b'f'; 256]), 2 + 128);
         let mut name = vec![b'-'; MAX_CODED_PREFIX];
         name.extend_from_slice(b"beef");
-        assert_eq!(round_trip_in(&mut prefixes, &name), 2 + 2);
+        assert_eq!(round_trip_in(&mut shapes, &name), 1 + 2);
         name.insert(0, b'-');
-        assert_eq!(round_trip_in(&mut prefixes, &name), 2 + 17 + 2);
-        assert_eq!(prefixes.len(), 3);
-        // Raw names take no code.
-        assert_eq!(round_trip_in(&mut prefixes, b"acct-007"), 1 + 8);
-        assert_eq!(prefixes.len(), 3);
+        assert_eq!(round_trip_in(&mut shapes, &name), 2 + 17 + 2);
+        assert_eq!(shapes.len(), 4);
+        // Raw names take no code; the longest packed tail takes one.
+        assert_eq!(round_trip_in(&mut shapes, b"acct-007"), 1 + 8);
+        let mut name = b"x-".to_vec();
+        name.extend_from_slice(&[b'a'; 252]);
+        assert_eq!(round_trip_in(&mut shapes, &name), 1 + 126);
+        assert_eq!(shapes.len(), 5);
     }
 
     #[test]
-    fn once_every_code_is_taken_new_prefixes_stay_in_their_entries() {
-        let mut prefixes = full();
-        assert_eq!(
-            round_trip_in(&mut prefixes, b"anon-3fc640a93fa5840a"),
-            2 + 5 + 8
-        );
-        assert_eq!(prefixes.len(), MAX_CODES);
-        // A code already handed out is still used.
+    fn once_every_code_is_taken_new_shapes_stay_in_their_entries() {
+        let mut shapes = full();
+        let anon = b"anon-3fc640a93fa5840a";
+        assert_eq!(round_trip_in(&mut shapes, anon), 2 + 5 + 8);
+        assert_eq!(shapes.len(), MAX_CODES);
+        // A code already handed out is still used, for its length only.
         let mut name = vec![0xff, 7];
         name.extend_from_slice(b"0123");
-        assert_eq!(round_trip_in(&mut prefixes, &name), 2 + 2);
+        assert_eq!(round_trip_in(&mut shapes, &name), 1 + 2);
+        name.extend_from_slice(b"45");
+        assert_eq!(round_trip_in(&mut shapes, &name), 2 + 2 + 3);
     }
 
     #[test]
-    fn prefixes_load_what_they_saved_and_refuse_what_they_could_not_hold() {
-        let mut prefixes = Prefixes::default();
-        encoded(b"anon-3fc640a93fa5840a", &mut prefixes);
-        encoded(b"c-9eb8c19c", &mut prefixes);
+    fn shapes_load_what_they_saved_and_refuse_what_they_could_not_hold() {
+        let mut shapes = Shapes::default();
+        encoded(b"anon-3fc640a93fa5840a", &mut shapes);
+        encoded(b"c-9eb8c19c", &mut shapes);
         let mut bytes = vec![];
-        prefixes.save(&mut Writer::new(&mut bytes));
-        assert_eq!(Prefixes::load(&mut Reader::new(&bytes)).unwrap(), prefixes);
-        let save = |list: &[&[u8]]| {
+        shapes.save(&mut Writer::new(&mut bytes));
+        assert_eq!(Shapes::load(&mut Reader::new(&bytes)).unwrap(), shapes);
+        let save = |list: &[(&[u8], u8)]| {
             let mut bytes = vec![];
             let mut w = Writer::new(&mut bytes);
             w.len(list.len());
-            for prefix in list {
+            for (prefix, packed) in list {
                 w.bytes(prefix);
+                w.u8(*packed);
             }
             bytes
         };
         let long = [b'x'; MAX_CODED_PREFIX + 1];
-        for bad in [&[&b"a-"[..], b"a-"][..], &[b""], &[&long[..]]] {
-            assert!(
-                Prefixes::load(&mut Reader::new(&save(bad))).is_err(),
-                "{bad:?}"
-            );
+        let bad: [&[(&[u8], u8)]; 6] = [
+            &[(b"a-", 4), (b"a-", 4)],
+            &[(b"", 4)],
+            &[(&long, 4)],
+            &[(b"a-", 1)],
+            &[(b"a-", 129)],
+            &[(b"a-", 0)],
+        ];
+        for bad in bad {
+            let loaded = Shapes::load(&mut Reader::new(&save(bad)));
+            assert!(loaded.is_err(), "{bad:?}");
         }
+        assert!(Shapes::load(&mut Reader::new(&save(&[(b"a-", 4), (b"a-", 5)]))).is_ok());
         let too_many: Vec<[u8; 2]> = (0..=MAX_CODES).map(|k| [b'p', k as u8]).collect();
-        let too_many: Vec<&[u8]> = too_many.iter().map(|p| &p[..]).collect();
-        assert!(Prefixes::load(&mut Reader::new(&save(&too_many))).is_err());
-        assert!(Prefixes::load(&mut Reader::new(&save(&too_many[1..]))).is_ok());
+        let too_many: Vec<(&[u8], u8)> = too_many.iter().map(|p| (&p[..], 2)).collect();
+        assert!(Shapes::load(&mut Reader::new(&save(&too_many))).is_err());
+        assert!(Shapes::load(&mut Reader::new(&save(&too_many[1..]))).is_ok());
     }
 
     #[test]
@@ -403,12 +421,14 @@ mod tests {
             &[0xc0, 129],
             &[0xc1, 2, b'a', 0xab],
         ] {
-            assert_eq!(entry_len(bad, 0), None, "{bad:?}");
+            assert_eq!(entry_len(bad, &Shapes::default()), None, "{bad:?}");
         }
-        // A coded prefix is well formed when its code was handed out.
-        assert_eq!(entry_len(&[0x84, 2, 0xab, 0xcd], 1), None);
-        assert_eq!(entry_len(&[0x84, 2, 0xab, 0xcd], 2), Some(4));
-        assert_eq!(entry_len(&[0x84, 1, 0xab], 2), None);
+        // A coded entry is well formed when its code was handed out and its bytes are there.
+        let mut shapes = Shapes::default();
+        shapes.code(b"a-", 3);
+        assert_eq!(entry_len(&[0x84, 0xab, 0xcd, 0xef], &shapes), None);
+        assert_eq!(entry_len(&[0x83, 0xab, 0xcd, 0xef], &shapes), Some(4));
+        assert_eq!(entry_len(&[0x83, 0xab, 0xcd], &shapes), None);
     }
 
     #[test]
@@ -446,12 +466,12 @@ mod tests {
             &[b'y'; 200],
             b"",
         ];
-        // Prefixes coded (anon-, acct- once they pack, 0f8e… has none) and spelled out.
-        for mut prefixes in [Prefixes::default(), full()] {
+        // Shapes coded (anon-, acct- once they pack; 0f8e… has no prefix) and spelled out.
+        for mut shapes in [Shapes::default(), full()] {
             for a in names {
-                let e = encoded(a, &mut prefixes);
+                let e = encoded(a, &mut shapes);
                 for b in names {
-                    assert_eq!(is(&e, &prefixes, b), a == b, "{a:?} {b:?}");
+                    assert_eq!(is(&e, &shapes, b), a == b, "{a:?} {b:?}");
                 }
             }
         }
@@ -463,8 +483,8 @@ mod tests {
             a in "[a-z0-9A-F_-]{0,70}",
             b in "[a-f0-9-]{0,40}",
         ) {
-            // One arena's prefixes, as names share them.
-            let mut p = Prefixes::default();
+            // One arena's shapes, as names share them.
+            let mut p = Shapes::default();
             round_trip_in(&mut p, a.as_bytes());
             round_trip_in(&mut p, b.as_bytes());
             let (ea, eb) = (encoded(a.as_bytes(), &mut p), encoded(b.as_bytes(), &mut p));

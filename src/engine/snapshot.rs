@@ -42,7 +42,7 @@ pub const MAGIC: &[u8; 8] = b"SPIRALEN";
 /// Bump on any change to what is saved or how.
 ///
 /// 3: a touch holds its event id when it is 16 hex characters (24 bytes a touch, was 20).
-/// 5: names' prefixes are coded (the string arena is followed by its coded prefixes).
+/// 5: names' shapes are coded (the string arena is followed by its coded shapes).
 pub const SNAPSHOT_VERSION: u32 = 5;
 
 /// Why a snapshot cannot be restored.

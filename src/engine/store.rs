@@ -9,7 +9,7 @@ use foldhash::fast::RandomState;
 use std::hash::BuildHasher;
 
 use super::SnapshotError;
-use super::name_code::{self, Prefixes};
+use super::name_code::{self, Shapes};
 use super::names::NameTable;
 use crate::codec::{Reader, Writer};
 use crate::event::MAX_ID_BYTES;
@@ -24,8 +24,8 @@ pub type StrRef = u32;
 #[derive(Debug, Default)]
 pub struct StrArena {
     bytes: Vec<u8>,
-    /// The prefixes entries refer to by code.
-    prefixes: Prefixes,
+    /// The shapes of names (prefix, tail length) entries refer to by code.
+    shapes: Shapes,
     /// Bytes of forgotten strings.
     dead: usize,
 }
@@ -51,7 +51,7 @@ impl StrArena {
             // beats silently aliasing ids.
             panic!("string arena is full (4 GiB of ids): split the input over more partitions");
         };
-        name_code::encode(name, &mut self.prefixes, &mut self.bytes);
+        name_code::encode(name, &mut self.shapes, &mut self.bytes);
         at
     }
 
@@ -63,12 +63,12 @@ impl StrArena {
 
     /// The name at `at`, decoded into `buf` when its tail was packed.
     pub fn get<'a>(&'a self, at: StrRef, buf: &'a mut [u8; MAX_ID_BYTES]) -> &'a [u8] {
-        name_code::decode(&self.bytes[at as usize..], &self.prefixes, buf)
+        name_code::decode(&self.bytes[at as usize..], &self.shapes, buf)
     }
 
     /// Bytes the entry at `at` takes, its header included.
     fn stored_len(&self, at: StrRef) -> usize {
-        name_code::entry_len(&self.bytes[at as usize..], self.prefixes.len())
+        name_code::entry_len(&self.bytes[at as usize..], &self.shapes)
             .expect("the arena holds whole entries")
     }
 
@@ -168,20 +168,20 @@ impl StrArena {
     pub fn valid(&self, at: StrRef) -> bool {
         self.bytes
             .get(at as usize..)
-            .and_then(|entry| name_code::entry_len(entry, self.prefixes.len()))
+            .and_then(|entry| name_code::entry_len(entry, &self.shapes))
             .is_some()
     }
 
     pub fn save(&self, w: &mut Writer<'_>) {
         w.bytes(&self.bytes);
-        self.prefixes.save(w);
+        self.shapes.save(w);
     }
 
     pub fn load(r: &mut Reader<'_>) -> Result<StrArena, SnapshotError> {
         r.section("string arena");
         Ok(StrArena {
             bytes: r.bytes()?.to_vec(),
-            prefixes: Prefixes::load(r)?,
+            shapes: Shapes::load(r)?,
             dead: 0,
         })
     }
@@ -273,7 +273,7 @@ impl Interner {
     fn find(&self, arena: &StrArena, name: &[u8], hash: u64) -> Option<u32> {
         self.table.find(hash, |i| {
             let entry = &arena.bytes[self.names[i as usize] as usize..];
-            name_code::is(entry, &arena.prefixes, name)
+            name_code::is(entry, &arena.shapes, name)
         })
     }
 
@@ -395,8 +395,8 @@ mod tests {
         }
         assert_eq!(
             arena.entry(at[4]).len(),
-            10,
-            "the hex tail is packed, the prefix coded"
+            9,
+            "the hex tail is packed, its shape coded"
         );
         assert_eq!(arena.get_string(at[1]), "evt-1");
     }
@@ -481,11 +481,11 @@ mod tests {
         let mut arena = StrArena::default();
         let mut names = Interner::default();
         names.intern(&mut arena, b"anon-3fc640a93fa5840a");
-        let save = |prefixes: &Prefixes| {
+        let save = |shapes: &Shapes| {
             let mut bytes = Vec::new();
             let mut w = Writer::new(&mut bytes);
             w.bytes(&arena.bytes);
-            prefixes.save(&mut w);
+            shapes.save(&mut w);
             names.save(&mut w);
             bytes
         };
@@ -494,12 +494,9 @@ mod tests {
             let arena = StrArena::load(&mut r).unwrap();
             Interner::load(&mut r, &arena).map(|names| names.name(&arena, 0))
         };
-        assert_eq!(
-            load(&save(&arena.prefixes)).unwrap(),
-            "anon-3fc640a93fa5840a"
-        );
+        assert_eq!(load(&save(&arena.shapes)).unwrap(), "anon-3fc640a93fa5840a");
         assert!(matches!(
-            load(&save(&Prefixes::default())),
+            load(&save(&Shapes::default())),
             Err(SnapshotError::Corrupt(_))
         ));
     }
