@@ -39,7 +39,7 @@ const PACKED: u8 = 0xc0;
 const MAX_PREFIX: usize = 0x3f;
 /// The shortest hex tail worth packing: 4 characters save one byte.
 const MIN_TAIL: usize = 4;
-/// The first header of an entry with a coded prefix.
+/// The first header of an entry with a coded shape.
 const CODED: u8 = 0x83;
 /// Shapes one [`Shapes`] can code: the headers from [`CODED`] to [`PACKED`].
 pub const MAX_CODES: usize = (PACKED - CODED) as usize;
