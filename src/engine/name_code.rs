@@ -59,9 +59,8 @@ impl Shapes {
     /// and may have one. Only new names are encoded, and an arena holds a handful of shapes:
     /// a scan is enough.
     fn code(&mut self, prefix: &[u8], packed: u8) -> Option<u8> {
-        let same = |(p, n): &(Box<[u8]>, u8)| **p == *prefix && *n == packed;
-        if let Some(k) = self.list.iter().position(same) {
-            return Some(k as u8);
+        if let Some(k) = self.find(prefix, packed) {
+            return Some(k);
         }
         let fits = (1..=MAX_CODED_PREFIX).contains(&prefix.len())
             && (MIN_TAIL / 2..=MAX_ID_BYTES / 2).contains(&usize::from(packed));
@@ -70,6 +69,12 @@ impl Shapes {
         }
         self.list.push((prefix.into(), packed));
         Some((self.list.len() - 1) as u8)
+    }
+
+    /// The code already handed out to this shape.
+    fn find(&self, prefix: &[u8], packed: u8) -> Option<u8> {
+        let same = |(p, n): &(Box<[u8]>, u8)| **p == *prefix && *n == packed;
+        self.list.iter().position(same).map(|k| k as u8)
     }
 
     /// The prefix and packed length coded `k`, if `k` was handed out.
@@ -102,10 +107,7 @@ impl Shapes {
         let mut shapes = Shapes::default();
         for _ in 0..n {
             let (prefix, packed) = (r.bytes()?, r.u8()?);
-            let fresh = !shapes
-                .list
-                .iter()
-                .any(|(p, n)| **p == *prefix && *n == packed);
+            let fresh = shapes.find(prefix, packed).is_none();
             if !(fresh && shapes.code(prefix, packed).is_some()) {
                 return Err(r.corrupt("a coded name shape is out of range or repeated"));
             }

@@ -18,9 +18,9 @@ use crate::event::MAX_ID_BYTES;
 pub type StrRef = u32;
 
 /// Byte arena of names, each an entry of [`super::name_code`] (a header, then the name with
-/// its hex tail packed and its prefix coded), appended to as names are interned. The names an [`Interner`]
-/// forgets are counted as dead bytes, and [`StrArena::compact`] slides the live ones together
-/// once the dead make up a fifth of the arena.
+/// its hex tail packed and its shape coded), appended to as names are interned. The names an
+/// [`Interner`] forgets are counted as dead bytes, and [`StrArena::compact`] slides the live
+/// ones together once the dead make up a fifth of the arena.
 #[derive(Debug, Default)]
 pub struct StrArena {
     bytes: Vec<u8>,
