@@ -22,6 +22,7 @@ mod state;
 pub use export::ExportConfig;
 pub use service::{
     Dimension, HttpConfig, KafkaConfig, MAX_DIMENSIONS, MetricsConfig, ServiceConfig, StagesConfig,
+    max_top_n,
 };
 pub use state::{StateConfig, StateLocation};
 

@@ -177,16 +177,6 @@ pub(crate) fn validate(
             format!("{listen:?} is not an address like \"127.0.0.1:9464\""),
         )
     })?;
-    let top_n = match metrics.top_n {
-        None => 20,
-        Some(n) if (1..=253).contains(&n) => n as usize,
-        Some(n) => {
-            return Err(errors.at(
-                "metrics.top_n",
-                format!("must be between 1 and 253, got {n}"),
-            ));
-        }
-    };
     let mut dimensions = Vec::new();
     for (i, name) in metrics.dimensions.iter().enumerate() {
         let dimension = parse_dimension(name)
@@ -208,6 +198,28 @@ pub(crate) fn validate(
             ),
         ));
     }
+    // A touch keeps its labels in 16 bits (`engine::dims`): more dimensions, fewer values each.
+    let most = max_top_n(dimensions.len());
+    let top_n = match metrics.top_n {
+        None => DEFAULT_TOP_N.min(most),
+        Some(n) if (1..=most as i64).contains(&n) => n as usize,
+        Some(n) if (1..=253).contains(&n) => {
+            return Err(errors.at(
+                "metrics.top_n",
+                format!(
+                    "at most {most} with {} dimensions (a touch keeps its labels in 16 bits), \
+                     got {n}",
+                    dimensions.len()
+                ),
+            ));
+        }
+        Some(n) => {
+            return Err(errors.at(
+                "metrics.top_n",
+                format!("must be between 1 and 253, got {n}"),
+            ));
+        }
+    };
     let shutdown_timeout = errors.duration(
         "service.shutdown_timeout",
         service.shutdown_timeout.as_deref(),
@@ -274,6 +286,20 @@ pub(crate) fn validate(
 
 /// Most breakdown dimensions: every one multiplies the label sets of the entered counter.
 pub const MAX_DIMENSIONS: usize = 4;
+
+/// `metrics.top_n` when not set, if the dimensions allow that many.
+const DEFAULT_TOP_N: usize = 20;
+
+/// The largest `metrics.top_n` for this many dimensions: a touch's label codes (`none`,
+/// `other` and `top_n` values per dimension) are digits of one 16-bit number, so
+/// `(top_n + 2) ^ dimensions` must not pass 2^16: 253 for one or two dimensions, 38 for
+/// three, 14 for four. That also bounds the label sets of the entered counter per stage.
+pub fn max_top_n(dimensions: usize) -> usize {
+    (1..=253)
+        .rev()
+        .find(|&n: &usize| (n as u64 + 2).pow(dimensions as u32) <= 1 << 16)
+        .unwrap_or(1)
+}
 
 /// Labels Spiral itself puts on the stage metrics; a dimension may not take one of them.
 const RESERVED_LABELS: &[&str] = &["funnel", "stage", "channel", "outcome", "le"];
@@ -648,6 +674,15 @@ dlq_topic = "spiral.dlq"
                 "s.toml: metrics.dimensions[0]: \"attributes.le\" would take the label \"le\"",
             ),
             (
+                "[metrics]\ndimensions = [\"campaign\", \"source\", \"attributes.a\"]\ntop_n = 39",
+                "s.toml: metrics.top_n: at most 38 with 3 dimensions (a touch keeps its labels in \
+                 16 bits), got 39",
+            ),
+            (
+                "[metrics]\ntop_n = 254",
+                "s.toml: metrics.top_n: must be between 1 and 253, got 254",
+            ),
+            (
                 "[service]\nshutdown_timeout = \"soon\"",
                 "s.toml: service.shutdown_timeout: ",
             ),
@@ -656,6 +691,28 @@ dlq_topic = "spiral.dlq"
             let got = parse(text).unwrap_err();
             assert!(got.starts_with(want), "{text}\n got: {got}\nwant: {want}");
         }
+    }
+
+    #[test]
+    fn top_n_shrinks_with_the_dimensions_to_fit_a_touch() {
+        assert_eq!(
+            (0..=4).map(max_top_n).collect::<Vec<_>>(),
+            [253, 253, 253, 38, 14]
+        );
+        let four = "[metrics]\ndimensions = [\"campaign\", \"source\", \"attributes.a\", \"attributes.b\"]";
+        // The default of 20 gives way to what four dimensions allow; a value set is checked.
+        assert_eq!(parse(four).unwrap().service.metrics.top_n, 14);
+        assert_eq!(
+            parse(&format!("{four}\ntop_n = 14"))
+                .unwrap()
+                .service
+                .metrics
+                .top_n,
+            14
+        );
+        assert!(parse(&format!("{four}\ntop_n = 15")).is_err());
+        let two = "[metrics]\ndimensions = [\"campaign\", \"source\"]\ntop_n = 253";
+        assert_eq!(parse(two).unwrap().service.metrics.top_n, 253);
     }
 
     #[test]

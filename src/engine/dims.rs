@@ -7,14 +7,17 @@
 //! a touch without the field as `none`. Which values get their own label therefore depends on
 //! arrival order; the totals over all labels never do.
 //!
-//! A touch carries its values in [`Touch::dims`](crate::funnel::Touch), one byte per
-//! dimension, so at most [`MAX_DIMENSIONS`] dimensions and 253 values each.
+//! A touch carries its values in [`Touch::dims`](crate::funnel::Touch), 16 bits: the codes
+//! (`none`, `other`, then the values) are the digits of one number in base `top_n + 2`, the
+//! first dimension lowest, so at most [`MAX_DIMENSIONS`] dimensions and [`max_top_n`] values
+//! each (config validation holds `top_n` to it). Two bytes where a byte per dimension took
+//! four: 1.2 MB of the 1 M event replay's touches (issue #2).
 
 use std::collections::HashMap;
 
 use super::SnapshotError;
 use crate::codec::{Reader, Writer};
-use crate::config::{Dimension, MAX_DIMENSIONS, MetricsConfig};
+use crate::config::{Dimension, MAX_DIMENSIONS, MetricsConfig, max_top_n};
 use crate::event::{Channel, Event};
 
 /// Bounded label values: the first `max` distinct values keep their name.
@@ -92,6 +95,8 @@ pub struct Dimensions {
     /// One per dimension, then (when `campaign` is not a dimension) one for the cost counter.
     values: Vec<TopN>,
     campaign: usize,
+    /// The base of a touch's packed codes: `top_n` values, `none` and `other`.
+    radix: u32,
     /// Cost of accepted touches by (channel, campaign code), in millionths: integer sums do
     /// not depend on the order they were added in, float sums do in their last digits.
     costs: HashMap<(Channel, u32), i64>,
@@ -99,8 +104,8 @@ pub struct Dimensions {
 
 impl Dimensions {
     pub fn new(config: &MetricsConfig) -> Dimensions {
-        // Codes are bytes: none, other and up to 253 values.
-        let top_n = config.top_n.min(253);
+        // Packed codes take 16 bits; config validation keeps `top_n` within this already.
+        let top_n = config.top_n.min(max_top_n(config.dimensions.len()));
         debug_assert!(config.dimensions.len() <= MAX_DIMENSIONS);
         let mut values: Vec<TopN> = config.dimensions.iter().map(|_| TopN::new(top_n)).collect();
         let campaign = match config
@@ -118,8 +123,23 @@ impl Dimensions {
             dims: config.dimensions.clone(),
             values,
             campaign,
+            radix: top_n as u32 + 2,
             costs: HashMap::new(),
         }
+    }
+
+    /// The code of dimension `i` in packed codes.
+    fn digit(&self, packed: u16, i: usize) -> u32 {
+        u32::from(packed) / self.radix.pow(i as u32) % self.radix
+    }
+
+    /// Codes, one per dimension in order, packed as [`Touch::dims`](crate::funnel::Touch).
+    fn pack(&self, codes: impl Iterator<Item = u32>) -> u16 {
+        let packed = codes.fold((0, 1), |(packed, scale), code| {
+            debug_assert!(code < self.radix);
+            (packed + code * scale, scale * self.radix)
+        });
+        u16::try_from(packed.0).expect("top_n keeps packed codes within 16 bits")
     }
 
     pub fn is_empty(&self) -> bool {
@@ -130,9 +150,9 @@ impl Dimensions {
         &self.dims
     }
 
-    /// The dimension values of an accepted touch, one byte each; also counts its cost.
-    pub fn touch(&mut self, event: &Event<'_>, channel: Channel) -> u32 {
-        let mut packed = 0;
+    /// The dimension values of an accepted touch, packed; also counts its cost.
+    pub fn touch(&mut self, event: &Event<'_>, channel: Channel) -> u16 {
+        let mut codes = [0; MAX_DIMENSIONS];
         for (i, dim) in self.dims.iter().enumerate() {
             let value = match dim {
                 Dimension::Campaign => event.campaign.as_deref(),
@@ -143,11 +163,12 @@ impl Dimensions {
                     .find(|(k, _)| k == name)
                     .map(|(_, v)| v.as_ref()),
             };
-            packed |= self.values[i].code(value) << (8 * i);
+            codes[i] = self.values[i].code(value);
         }
+        let packed = self.pack(codes[..self.dims.len()].iter().copied());
         if let Some(cost) = event.cost {
             let campaign = if self.campaign < self.dims.len() {
-                (packed >> (8 * self.campaign)) & 0xff
+                codes[self.campaign]
             } else {
                 self.values[self.campaign].code(event.campaign.as_deref())
             };
@@ -161,34 +182,31 @@ impl Dimensions {
     /// Packed codes of label values another engine gave a touch ([`Dimensions::labels`]):
     /// `none` and `other` keep their meaning, other values are coded here as first seen.
     /// Costs are not counted again: the engine that took the event counted them.
-    pub fn code_labels(&mut self, labels: &[String]) -> u32 {
-        let mut packed = 0;
-        for (i, label) in labels.iter().enumerate().take(self.dims.len()) {
-            let code = match label.as_str() {
+    pub fn code_labels(&mut self, labels: &[String]) -> u16 {
+        let n = labels.len().min(self.dims.len());
+        let mut codes = [0; MAX_DIMENSIONS];
+        for (i, label) in labels.iter().enumerate().take(n) {
+            codes[i] = match label.as_str() {
                 "none" => TopN::NONE,
                 "other" => TopN::OTHER,
                 value => self.values[i].code(Some(value)),
             };
-            packed |= code << (8 * i);
         }
-        packed
+        self.pack(codes[..n].iter().copied())
     }
 
     /// The label values of packed dimension values, in dimension order.
-    pub fn labels(&self, packed: u32) -> Vec<&str> {
+    pub fn labels(&self, packed: u16) -> Vec<&str> {
         (0..self.dims.len())
-            .map(|i| self.values[i].name((packed >> (8 * i)) & 0xff))
+            .map(|i| self.values[i].name(self.digit(packed, i)))
             .collect()
     }
 
     /// Whether every value of `packed` has a code (a snapshot check on stored touches).
-    pub fn valid(&self, packed: u32) -> bool {
-        let used = (0..self.dims.len()).all(|i| {
-            let code = (packed >> (8 * i)) & 0xff;
-            (code as usize) < self.values[i].names.len()
-        });
+    pub fn valid(&self, packed: u16) -> bool {
         let n = self.dims.len();
-        used && (n >= 4 || packed >> (8 * n) == 0)
+        let used = (0..n).all(|i| (self.digit(packed, i) as usize) < self.values[i].names.len());
+        used && u64::from(packed) < u64::from(self.radix).pow(n as u32)
     }
 
     /// Writes what the codes in stored touches depend on: the dimensions and `top_n`.
@@ -327,6 +345,56 @@ mod tests {
                 (Channel::Online, "spring", 3.5),
             ]
         );
+    }
+
+    #[test]
+    fn four_dimensions_of_fourteen_values_fit_sixteen_bits() {
+        let names = ["a", "b", "c", "d"];
+        let config = MetricsConfig {
+            dimensions: names
+                .iter()
+                .map(|n| Dimension::Attribute(n.to_string()))
+                .collect(),
+            top_n: max_top_n(4),
+        };
+        let mut dims = Dimensions::new(&config);
+        let mut seen = Vec::new();
+        // Each dimension gets its 14 values, then one too many (`other`); one has none.
+        for v in 0..=14 {
+            let mut e = event(None, None, None);
+            e.attributes = names[..3]
+                .iter()
+                .map(|&n| (Cow::Borrowed(n), Cow::Owned(format!("{n}{v}"))))
+                .collect();
+            let packed = dims.touch(&e, Channel::Online);
+            let want = if v < 14 {
+                format!("{v}")
+            } else {
+                "other".into()
+            };
+            let labels = dims.labels(packed);
+            for (n, label) in names[..3].iter().zip(&labels) {
+                assert_eq!(label.trim_start_matches(n), want.as_str(), "{labels:?}");
+            }
+            assert_eq!(labels[3], "none");
+            assert!(dims.valid(packed));
+            assert_eq!(
+                dims.code_labels(&labels.iter().map(|l| l.to_string()).collect::<Vec<_>>()),
+                packed
+            );
+            seen.push(packed);
+        }
+        seen.dedup();
+        assert_eq!(seen.len(), 15);
+        // Codes are digits in base 16 here (`other` is 1), and every 16-bit number is a
+        // valid code once each dimension has all its values; with three, 16³ is past them.
+        let all_other = dims.code_labels(&vec!["other".to_string(); 4]);
+        assert_eq!(all_other, 1 + 16 + 256 + 4096);
+        let three = MetricsConfig {
+            dimensions: config.dimensions[..3].to_vec(),
+            top_n: 14,
+        };
+        assert!(!Dimensions::new(&three).valid(16 * 16 * 16));
     }
 
     #[test]

@@ -43,7 +43,8 @@ pub const MAGIC: &[u8; 8] = b"SPIRALEN";
 ///
 /// 3: a touch holds its event id when it is 16 hex characters (24 bytes a touch, was 20).
 /// 5: names' shapes are coded (the string arena is followed by its coded shapes).
-pub const SNAPSHOT_VERSION: u32 = 5;
+/// 6: a touch's dimension values are packed in 16 bits (`engine::dims`; 22 bytes saved).
+pub const SNAPSHOT_VERSION: u32 = 6;
 
 /// Why a snapshot cannot be restored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -328,7 +328,7 @@ mod tests {
             TouchId::Hex16(n),
             (n % (1 << Touch::KIND_BITS)) as u16,
             n.is_multiple_of(2),
-            n as u32,
+            n as u16,
         )
     }
 

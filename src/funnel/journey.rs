@@ -57,7 +57,7 @@ pub struct Journey {
     /// Bit s: the entering touch of stage s was online.
     pub entered_online: u16,
     /// Breakdown dimension values of the entering touch of each stage.
-    pub entered_dims: [u32; MAX_STAGES],
+    pub entered_dims: [u16; MAX_STAGES],
     pub end: End,
     /// Channel changes along the whole journey so far.
     pub turns: u32,
@@ -173,7 +173,7 @@ impl Journey {
             w.i64(self.entered[s]);
             w.u32(self.entering_touch[s]);
             w.u32(self.turns_before[s]);
-            w.u32(self.entered_dims[s]);
+            w.u16(self.entered_dims[s]);
         }
         w.u16(self.entered_online);
         w.u8(match self.end {
@@ -224,7 +224,7 @@ impl Journey {
             j.entered[s] = r.i64()?;
             j.entering_touch[s] = r.u32()?;
             j.turns_before[s] = r.u32()?;
-            j.entered_dims[s] = r.u32()?;
+            j.entered_dims[s] = r.u16()?;
             if j.entering_touch[s] >= end_index as u32 && s < j.reached {
                 return Err(r.corrupt("a stage entered by a touch past the journey"));
             }

@@ -26,12 +26,13 @@ pub const LOST: u8 = 0xFF;
 /// recomputed from the account's first touch (correct, just slower).
 pub const MARKED_FUNNELS: usize = 14;
 
-/// One accepted touch as the engine keeps it: 22 bytes, its usual event id included.
+/// One accepted touch as the engine keeps it: 20 bytes, its usual event id included.
 ///
 /// Touches of an account are kept sorted by (`time`, event id bytes), SPEC §3. Accounts hold
 /// most of the engine's memory in their touches, so the event time (49 bits hold every time
-/// SPEC §1 accepts) shares a word with the kind (15 bits), and the record is packed to
-/// 2-byte alignment: 22 bytes where plain fields took 24 (issue #2, session 17).
+/// SPEC §1 accepts) shares a word with the kind (15 bits), the record is packed to 2-byte
+/// alignment (22 bytes where plain fields took 24, issue #2, session 17), and the dimension
+/// values take 16 bits (20 bytes, session 20).
 #[derive(Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, packed(2))]
 pub struct Touch {
@@ -43,9 +44,9 @@ pub struct Touch {
     /// Bit 0: online. Bit 1 + f: this touch starts a journey of funnel f (f < 14). Bit 15:
     /// the event id is in the engine's touch id store, not in `id`.
     pub flags: u16,
-    /// Its values of the configured breakdown dimensions, one byte each
-    /// (see `engine::dims`); 0 when none are configured.
-    pub dims: u32,
+    /// Its values of the configured breakdown dimensions, packed (see `engine::dims`); 0
+    /// when none are configured.
+    pub dims: u16,
 }
 
 const _: () = assert!(Touch::time_fits(MIN_MILLIS) && Touch::time_fits(MAX_MILLIS));
@@ -79,7 +80,7 @@ impl Touch {
         (kind as u32) < 1 << Touch::KIND_BITS
     }
 
-    pub fn new(time: Millis, id: TouchId, kind: u16, online: bool, dims: u32) -> Touch {
+    pub fn new(time: Millis, id: TouchId, kind: u16, online: bool, dims: u16) -> Touch {
         debug_assert!(Touch::time_fits(time), "{time}");
         debug_assert!(Touch::kind_fits(kind), "{kind}");
         let mut touch = Touch {
@@ -148,7 +149,7 @@ impl Touch {
     }
 
     /// Bytes of a saved touch.
-    pub const SAVED_BYTES: usize = 24;
+    pub const SAVED_BYTES: usize = 22;
 
     /// Field by field, journey marks and the stored-id flag included.
     pub fn save(self, w: &mut Writer<'_>) {
@@ -167,7 +168,7 @@ impl Touch {
 
     /// A touch as saved; the caller checks what its fields point to.
     pub fn load(r: &mut Reader<'_>) -> Result<Touch, SnapshotError> {
-        let (time, id, kind, flags, dims) = (r.i64()?, r.u64()?, r.u16()?, r.u16()?, r.u32()?);
+        let (time, id, kind, flags, dims) = (r.i64()?, r.u64()?, r.u16()?, r.u16()?, r.u16()?);
         if !accepted(time) {
             return Err(r.corrupt(format_args!("a touch's time {time} is out of range")));
         }
@@ -371,12 +372,12 @@ mod tests {
     }
 
     #[test]
-    fn a_touch_keeps_any_accepted_time_and_kind_in_22_bytes() {
-        assert_eq!(size_of::<Touch>(), 22);
+    fn a_touch_keeps_any_accepted_time_and_kind_in_20_bytes() {
+        assert_eq!(size_of::<Touch>(), 20);
         let kinds = [0, 1, (1 << Touch::KIND_BITS) - 1];
         for time in [MIN_MILLIS, -1, 0, 1, 1_767_225_600_000, MAX_MILLIS] {
             for kind in kinds {
-                let touch = Touch::new(time, TouchId::Hex16(u64::MAX), kind, true, u32::MAX);
+                let touch = Touch::new(time, TouchId::Hex16(u64::MAX), kind, true, u16::MAX);
                 assert_eq!((touch.time(), touch.kind()), (time, kind));
                 assert_eq!(touch.id(), TouchId::Hex16(u64::MAX));
                 let mut bytes = Vec::new();

@@ -48,7 +48,7 @@ pub struct StageStats {
 }
 
 /// Entries of a stage by (stage, entering channel online, entering dimension values).
-pub type EnteredByDims = HashMap<(u8, bool, u32), i64>;
+pub type EnteredByDims = HashMap<(u8, bool, u16), i64>;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FunnelStats {
